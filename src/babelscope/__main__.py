@@ -1,0 +1,3 @@
+from babelscope.cli import main
+
+main()

@@ -1,0 +1,25 @@
+"""User-facing errors.
+
+Anything the user can fix (bad input, bad configuration, missing files) raises
+:class:`BabelscopeError` with a one-line message that names the problem and the fix.
+The CLI prints it as ``error: <message>`` and exits with status 2, without a traceback.
+Everything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class BabelscopeError(Exception):
+    """An error caused by the user's input; its message is shown as one line."""
+
+    exit_code = 2
+
+    def __init__(self, message: str) -> None:
+        # Keep it to one line: the CLI shows nothing else.
+        super().__init__(" ".join(str(message).split()))
+
+
+class NotBuiltError(BabelscopeError):
+    """A subcommand or stage that does not exist yet."""
+
+    exit_code = 3
