@@ -29,7 +29,9 @@ def run_benchmarks(names: list[str] | None, out: Path, quick: bool = False) -> d
     names = names or available()
     unknown = [n for n in names if n not in available()]
     if unknown:
-        raise BabelscopeError(f"unknown benchmark(s) {', '.join(unknown)}: choose from {', '.join(available())}")
+        raise BabelscopeError(
+            f"unknown benchmark(s) {', '.join(unknown)}: choose from {', '.join(available())}"
+        )
     figures: dict[str, float] = {}
     for name in names:
         mod = importlib.import_module(f"babelscope.bench.{name}")

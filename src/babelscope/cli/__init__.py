@@ -32,9 +32,13 @@ def _register() -> None:
         steer,
     )
 
-    app.add_typer(data.app, name="data", help="Build and inspect the multilingual corpus and concept labels.")
+    app.add_typer(
+        data.app, name="data", help="Build and inspect the multilingual corpus and concept labels."
+    )
     pretrain.register(app)
-    app.add_typer(checkpoints.app, name="checkpoints", help="Resolve and inspect a checkpoint series.")
+    app.add_typer(
+        checkpoints.app, name="checkpoints", help="Resolve and inspect a checkpoint series."
+    )
     probe.register(app)
     experts.register(app)
     steer.register(app)
@@ -53,5 +57,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
-        print("interrupted: completed work is kept; run the same command again to resume", file=sys.stderr)
+        print(
+            "interrupted: completed work is kept; run the same command again to resume",
+            file=sys.stderr,
+        )
         sys.exit(130)

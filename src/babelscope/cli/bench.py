@@ -11,7 +11,9 @@ def register(app: typer.Typer) -> None:
     @app.command("bench")
     def bench_cmd(
         names: list[str] = typer.Argument(None, help="Benchmarks to run (default: all)."),
-        out: Path = typer.Option(Path("benchmarks/results.json"), help="Where to merge the figures."),
+        out: Path = typer.Option(
+            Path("benchmarks/results.json"), help="Where to merge the figures."
+        ),
         quick: bool = typer.Option(False, help="Smaller sizes, for a smoke test."),
     ) -> None:
         """Measure speed and memory side by side; print ratios; save every figure."""

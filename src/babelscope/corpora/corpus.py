@@ -31,15 +31,21 @@ def validate_corpus(df: pd.DataFrame, where: str = "corpus") -> pd.DataFrame:
     """Check columns, types, uniqueness and splits; return the frame in canonical column order."""
     missing = [c for c in CORPUS_COLUMNS if c not in df.columns]
     if missing:
-        raise BabelscopeError(f"{where}: missing column(s) {', '.join(missing)}; expected {', '.join(CORPUS_COLUMNS)}")
+        raise BabelscopeError(
+            f"{where}: missing column(s) {', '.join(missing)}; expected {', '.join(CORPUS_COLUMNS)}"
+        )
     if len(df) == 0:
-        raise BabelscopeError(f"{where}: no sentences; build the corpus first with `babelscope data build`")
+        raise BabelscopeError(
+            f"{where}: no sentences; build the corpus first with `babelscope data build`"
+        )
     if df["id"].duplicated().any():
         dup = df.loc[df["id"].duplicated(), "id"].iloc[0]
         raise BabelscopeError(f"{where}: duplicate sentence id '{dup}'; ids must be unique")
     bad = set(df["split"].unique()) - set(SPLITS)
     if bad:
-        raise BabelscopeError(f"{where}: unknown split value(s) {sorted(bad)}; use train or heldout")
+        raise BabelscopeError(
+            f"{where}: unknown split value(s) {sorted(bad)}; use train or heldout"
+        )
     out = df[CORPUS_COLUMNS].copy()
     for c in ("id", "lang", "script", "text", "source", "split"):
         out[c] = out[c].astype(str)
@@ -66,7 +72,9 @@ def load_corpus(data_dir: str | Path, languages: list[str] | None = None) -> pd.
     """Read a corpus; optionally keep only ``languages`` (each must be present)."""
     path = Path(data_dir) / CORPUS_FILE
     if not path.exists():
-        raise BabelscopeError(f"no corpus at {path}: run `babelscope data build --out {data_dir}` first")
+        raise BabelscopeError(
+            f"no corpus at {path}: run `babelscope data build --out {data_dir}` first"
+        )
     df = pd.read_parquet(path)
     df = validate_corpus(df, where=str(path))
     if languages:
