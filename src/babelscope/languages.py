@@ -75,6 +75,11 @@ _TAG_OVERRIDES = {
     "zh_hant": None, "sr_latn": None, "ar_dz": None, "nb": "nob",
 }  # fmt: skip
 # Regional variants (None above) are skipped: the base language is already there.
+# Individual languages that UDHR (ISO 639-3 of the text) names inside a macrolanguage.
+_TAG_OVERRIDES.update(
+    {"cmn": "zho", "arb": "ara", "swh": "swa", "pes": "fas", "zsm": "msa", "ekk": "est",
+     "lvs": "lav"}
+)  # fmt: skip
 
 
 def tag_to_iso3(tag: str) -> str | None:
