@@ -1,0 +1,166 @@
+"""Where the LID-probe figures are drawn (Experiment 1).
+
+Two figures, each saved as PNG and SVG into the run's ``figures/`` directory:
+
+- ``probe_heatmap``: probe accuracy and selectivity over layer x checkpoint (mean over seeds);
+- ``probe_by_layer``: accuracy by layer, one line per checkpoint coloured by training
+  progress, with the control probe dashed and chance as a horizontal line; beside it the
+  selectivity (accuracy - control accuracy) by layer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from babelscope.analysis.probe import summarize
+
+
+def _save(fig, out_dir: Path, name: str) -> list[Path]:
+    from babelscope.io import atomic_path
+
+    paths = []
+    for ext in ("png", "svg"):
+        path = out_dir / f"{name}.{ext}"
+        with atomic_path(path) as tmp:
+            # format= explicitly: the temporary name keeps the extension, but be sure.
+            fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight")
+        paths.append(path)
+    return paths
+
+
+def _progress_colours(steps: list[int]):
+    """A colour per checkpoint from early (dark) to late (bright), by rank of the step.
+
+    Rank, not the step value: series are often spaced by powers of two, and a linear step
+    scale would give all early checkpoints one colour.
+    """
+    import matplotlib as mpl
+    from matplotlib.colors import ListedColormap
+
+    # viridis without its palest yellow, which vanishes on white.
+    cmap = ListedColormap(mpl.colormaps["viridis"](np.linspace(0.0, 0.9, 256)))
+    n = len(steps)
+    return {s: cmap(i / max(n - 1, 1)) for i, s in enumerate(steps)}, cmap
+
+
+def plot_probe_heatmap(summary: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Accuracy and selectivity over layer (rows) x checkpoint (columns)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = sorted(summary["step"].unique())
+    layers = sorted(summary["layer"].unique())
+    chance = float(summary["chance"].iloc[0])
+    width = min(3.0 + 0.4 * len(steps), 10.0)  # per panel
+    height = max(3.2, 1.6 + 0.32 * len(layers))
+    fig, axes = plt.subplots(1, 2, figsize=(2 * width, height), constrained_layout=True)
+    panels = [
+        ("accuracy", "probe accuracy", (chance, 1.0), "viridis"),
+        ("selectivity", "selectivity (accuracy − control)", (0.0, 1.0 - chance), "magma"),
+    ]
+    for ax, (col, title, (lo, hi), cmap) in zip(axes, panels, strict=True):
+        grid = summary.pivot(index="layer", columns="step", values=col).reindex(
+            index=layers, columns=steps
+        )
+        im = ax.imshow(grid.to_numpy(), aspect="auto", origin="lower", cmap=cmap, vmin=lo, vmax=hi)
+        ax.set_xticks(
+            range(len(steps)), [str(s) for s in steps], rotation=60, ha="right", fontsize=8
+        )
+        ax.set_yticks(range(len(layers)), [str(layer) for layer in layers], fontsize=8)
+        ax.set_xlabel("checkpoint (training step)")
+        ax.set_ylabel("layer (0 = embeddings)")
+        ax.set_title(title)
+        cb = fig.colorbar(im, ax=ax, shrink=0.9)
+        if col == "accuracy":
+            cb.ax.axhline(chance, color="white", lw=1.5)
+            cb.set_label(f"accuracy (colour floor = chance {chance:.3f})")
+        if len(steps) * len(layers) <= 240:  # numbers in the cells while they stay legible
+            arr = grid.to_numpy()
+            for i in range(arr.shape[0]):
+                for j in range(arr.shape[1]):
+                    if np.isfinite(arr[i, j]):
+                        bright = (arr[i, j] - lo) / max(hi - lo, 1e-9) > 0.6
+                        ax.text(j, i, f"{arr[i, j]:.2f}", ha="center", va="center", fontsize=6,
+                                color="black" if bright else "white")  # fmt: skip
+    fig.suptitle("Language identification probe: layer × checkpoint (mean over seeds)")
+    paths = _save(fig, out_dir, "probe_heatmap")
+    plt.close(fig)
+    return paths
+
+
+def plot_probe_by_layer(summary: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Accuracy by layer (one line per checkpoint, control dashed, chance line) and selectivity."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from matplotlib.lines import Line2D
+
+    steps = sorted(summary["step"].unique())
+    chance = float(summary["chance"].iloc[0])
+    colours, cmap = _progress_colours(steps)
+    fig, (ax_acc, ax_sel) = plt.subplots(1, 2, figsize=(12, 4.6), constrained_layout=True)
+    for step in steps:
+        g = summary[summary["step"] == step].sort_values("layer")
+        c = colours[step]
+        x = g["layer"].to_numpy()
+        ax_acc.plot(x, g["accuracy"], color=c, lw=1.8, marker="o", ms=3)
+        ax_acc.fill_between(x, g["accuracy"] - g["accuracy_std"], g["accuracy"] + g["accuracy_std"],
+                            color=c, alpha=0.15, lw=0)  # fmt: skip
+        ax_acc.plot(x, g["control_accuracy"], color=c, lw=1.0, ls="--", alpha=0.8)
+        ax_sel.plot(x, g["selectivity"], color=c, lw=1.8, marker="o", ms=3)
+        ax_sel.fill_between(x, g["selectivity"] - g["selectivity_std"], g["selectivity"] + g["selectivity_std"],
+                            color=c, alpha=0.15, lw=0)  # fmt: skip
+    ax_acc.axhline(chance, color="grey", lw=1.2, ls=":")
+    ax_sel.axhline(0.0, color="grey", lw=1.2, ls=":")
+    layers = sorted(summary["layer"].unique())
+    for ax in (ax_acc, ax_sel):
+        ax.set_xticks(layers)
+        ax.set_xlabel("layer (0 = embeddings)")
+        ax.grid(alpha=0.3)
+    ax_acc.set_ylim(0, 1.02)
+    ax_acc.set_ylabel("test accuracy (mean ± std over seeds)")
+    ax_acc.set_title("LID probe accuracy by layer")
+    ax_sel.set_ylabel("selectivity = accuracy − control")
+    ax_sel.set_title("Selectivity by layer")
+    fig.legend(
+        handles=[
+            Line2D([], [], color="black", lw=1.8, marker="o", ms=3, label="probe"),
+            Line2D(
+                [],
+                [],
+                color="black",
+                lw=1.0,
+                ls="--",
+                label="control (labels shuffled across sentences)",
+            ),
+            Line2D([], [], color="grey", lw=1.2, ls=":", label=f"chance = {chance:.3f}"),
+        ],
+        fontsize=8,
+        loc="outside lower center",
+        ncol=3,
+    )
+    sm = ScalarMappable(norm=Normalize(0, max(len(steps) - 1, 1)), cmap=cmap)
+    cb = fig.colorbar(sm, ax=[ax_acc, ax_sel], shrink=0.9, pad=0.01)
+    idx = np.unique(np.linspace(0, len(steps) - 1, min(len(steps), 8)).round().astype(int))
+    cb.set_ticks(idx.tolist(), labels=[str(steps[i]) for i in idx])
+    cb.set_label("checkpoint (training step)")
+    paths = _save(fig, out_dir, "probe_by_layer")
+    plt.close(fig)
+    return paths
+
+
+def plot_probe(results: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+    """Draw every probe figure from a ``probe.parquet`` frame; return the files written."""
+    out_dir = Path(out_dir)
+    if results.empty:
+        return []
+    summary = summarize(results)
+    return plot_probe_heatmap(summary, out_dir) + plot_probe_by_layer(summary, out_dir)

@@ -1,0 +1,138 @@
+"""LID probes (babelscope.analysis.probe): the core on arrays with known answers, the
+by-sentence split, bad input, and the series driver end to end on tiny random models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from babelscope.analysis.probe import (
+    ProbeSettings,
+    check_layers,
+    probe_layer,
+    probe_layers,
+    sentence_splits,
+    split_indices,
+    summarize,
+)
+from babelscope.errors import BabelscopeError
+
+
+def synthetic(n_lang=4, n_sent=24, tokens=8, d=16, seed=0):
+    """Token vectors of n_lang languages: layer 'A' = language mean shift + noise, 'B' = noise.
+
+    Every sentence also gets its own strong random offset (shared by its tokens) in both
+    layers: a probe that let a sentence sit on both sides of the split could memorise it.
+    """
+    rng = np.random.default_rng(seed)
+    n_rows = n_lang * n_sent * tokens
+    lang = np.repeat([f"l{k}" for k in range(n_lang)], n_sent * tokens)
+    sid = np.repeat(np.arange(n_lang * n_sent), tokens)
+    shift = rng.normal(size=(n_lang, d)) * 3.0
+    sent_offset = rng.normal(size=(n_lang * n_sent, d)) * 3.0
+    lang_idx = np.repeat(np.arange(n_lang), n_sent * tokens)
+    A = shift[lang_idx] + sent_offset[sid] + rng.normal(size=(n_rows, d))
+    B = sent_offset[sid] + rng.normal(size=(n_rows, d))
+    return {"A": A.astype(np.float32), "B": B.astype(np.float32)}, lang, sid
+
+
+def test_known_answer_decodable_in_one_layer_not_the_other():
+    X, lang, sid = synthetic()
+    res_a = probe_layer(X["A"], lang, sid, seeds=(0, 1, 2), tokens_per_language=120)
+    res_b = probe_layer(X["B"], lang, sid, seeds=(0, 1, 2), tokens_per_language=120)
+    acc_a = np.mean([r["accuracy"] for r in res_a])
+    acc_b = np.mean([r["accuracy"] for r in res_b])
+    ctrl = np.mean([r["control_accuracy"] for r in res_a + res_b])
+    assert res_a[0]["chance"] == 0.25 and res_a[0]["n_languages"] == 4
+    assert acc_a > 0.9  # language is linearly decodable in layer A
+    assert abs(acc_b - 0.25) < 0.12  # and not in layer B
+    assert abs(ctrl - 0.25) < 0.12  # the control stays near chance in both
+    sel_a = np.mean([r["selectivity"] for r in res_a])
+    assert sel_a == pytest.approx(acc_a - np.mean([r["control_accuracy"] for r in res_a]))
+    assert [r["seed"] for r in res_a] == [0, 1, 2]
+
+
+def test_split_is_by_sentence_and_balanced():
+    _, lang, sid = synthetic(n_lang=3, n_sent=10, tokens=5)
+    for seed in (0, 1, 2):
+        ((train, test),) = split_indices(
+            lang, sid, seed=seed, test_fraction=0.3, tokens_per_language=40
+        )
+        assert not set(sid[train]) & set(sid[test])  # no sentence on both sides
+        # Balanced: every language has the same number of rows on each side.
+        assert len(set(np.unique(lang[train], return_counts=True)[1])) == 1
+        assert len(set(np.unique(lang[test], return_counts=True)[1])) == 1
+        assert set(lang[test]) == set(lang[train]) == {"l0", "l1", "l2"}
+    # Seeds re-draw the split.
+    a = split_indices(lang, sid, seed=0, test_fraction=0.3)[0][1]
+    b = split_indices(lang, sid, seed=1, test_fraction=0.3)[0][1]
+    assert not np.array_equal(a, b)
+
+
+def test_split_leak_would_be_visible():
+    """Layer B has strong sentence offsets but no language signal: a token-level split would
+    let the probe recognise sentences it saw in training; the by-sentence split does not."""
+    from babelscope.analysis.probe import _fit_score
+
+    X, lang, sid = synthetic(d=32)
+    res = probe_layer(X["B"], lang, sid, seeds=(0,), tokens_per_language=None)
+    assert res[0]["accuracy"] < 0.4
+    perm = np.random.default_rng(0).permutation(len(lang))  # a leaky split by token
+    tr, te = perm[: len(perm) * 4 // 5], perm[len(perm) * 4 // 5 :]
+    correct, _ = _fit_score(X["B"][tr], lang[tr], X["B"][te], lang[te], C=1.0, max_iter=300)
+    assert correct / len(te) > 0.45  # well above chance (0.25): the probe memorised sentences
+
+
+def test_kfold_tests_every_sentence_once():
+    _, lang, sid = synthetic(n_lang=3, n_sent=10, tokens=4)
+    splits = split_indices(lang, sid, seed=0, folds=5)
+    assert len(splits) == 5
+    tested = np.concatenate([test for _, test in splits])
+    assert sorted(tested) == list(range(len(lang)))  # all rows, each once
+    for train, test in splits:
+        assert not set(sid[train]) & set(sid[test])
+    masks = sentence_splits(np.repeat([0, 1], 10), np.random.default_rng(0), folds=5)
+    assert (np.sum(masks, axis=0) == 1).all()
+
+
+def test_kfold_and_sentence_level_probe():
+    X, lang, sid = synthetic(n_lang=3, n_sent=20, tokens=6)
+    res = probe_layer(X["A"], lang, sid, seeds=(0,), folds=4)
+    assert res[0]["n_test"] == len(lang) and res[0]["accuracy"] > 0.9
+    # Sentence level: one (mean-pooled) row per sentence.
+    pooled = np.stack([X["A"][sid == s].mean(0) for s in np.unique(sid)])
+    slang = np.array([lang[sid == s][0] for s in np.unique(sid)])
+    res = probe_layer(pooled, slang, np.arange(len(slang)), seeds=(0, 1))
+    assert all(r["accuracy"] > 0.9 for r in res)
+    assert res[0]["n_test"] == 3 * 4  # 20% of 20 sentences per language
+
+
+def test_probe_layers_parallel_matches_serial():
+    X, lang, sid = synthetic(n_lang=3, n_sent=12, tokens=4)
+    settings = ProbeSettings(seeds=[0, 1], tokens_per_language=40)
+    serial = probe_layers({0: X["A"], 1: X["B"]}, lang, sid, settings, n_jobs=1)
+    parallel = probe_layers({0: X["A"], 1: X["B"]}, lang, sid, settings, n_jobs=2)
+    pd.testing.assert_frame_equal(serial, parallel)
+    assert list(serial["layer"]) == [0, 0, 1, 1]
+    s = summarize(serial.assign(step=5))
+    assert list(s.columns[:3]) == ["step", "layer", "accuracy"] and len(s) == 2
+    assert (s["n_seeds"] == 2).all()
+
+
+def test_bad_input_is_one_line():
+    X, lang, sid = synthetic(n_lang=2, n_sent=4, tokens=3)
+    with pytest.raises(BabelscopeError, match="at least two languages"):
+        probe_layer(X["A"][lang == "l0"], lang[lang == "l0"], sid[lang == "l0"])
+    keep = (lang == "l0") | (sid == sid[lang == "l1"][0])  # l1 keeps one sentence
+    with pytest.raises(BabelscopeError, match=r"language l1 has 1 sentence"):
+        probe_layer(X["A"][keep], lang[keep], sid[keep])
+    with pytest.raises(BabelscopeError, match=r"language l0 has 4 sentence.*at least 5"):
+        probe_layer(X["A"], lang, sid, folds=5)
+    with pytest.raises(BabelscopeError, match=r"layer 7 is out of range.*0\.\.4"):
+        check_layers([0, 7], 5)
+    assert check_layers(None, 3) == [0, 1, 2]
+    with pytest.raises(ValueError):
+        ProbeSettings(bogus=1)
+    with pytest.raises(ValueError):
+        ProbeSettings(level="word")
