@@ -1,0 +1,116 @@
+"""Judging outputs: offline language identification and concept hits."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from babelscope.analysis.langid import (
+    UND,
+    LanguageJudge,
+    clean_text,
+    concept_hit,
+    detect_language,
+)
+from babelscope.errors import BabelscopeError
+
+CLEAR = {
+    "eng": "The children walked to school together while the rain kept falling on the old town.",
+    "spa": "Los niños caminaron juntos a la escuela mientras la lluvia seguía cayendo sobre el pueblo.",
+    "deu": "Die Kinder gingen zusammen zur Schule, während der Regen weiter auf die alte Stadt fiel.",
+    "fra": "Les enfants sont allés ensemble à l'école pendant que la pluie tombait sur la vieille ville.",
+    "por": "As crianças foram juntas para a escola enquanto a chuva continuava a cair sobre a cidade.",
+    "rus": "Дети вместе шли в школу, а дождь всё падал на старый город.",
+    "zho": "孩子们一起走路去学校，雨一直下在这座古老的城市上。",
+    "jpn": "子供たちは一緒に学校へ歩いて行き、雨は古い町に降り続けていた。",
+}
+
+
+@pytest.mark.parametrize("backend", ["fasttext", "cld2"])
+def test_clear_sentences(backend):
+    judge = LanguageJudge(backend=backend)
+    for lang, text in CLEAR.items():
+        g = judge.detect(text)
+        assert g.lang == lang, (backend, lang, g)
+        assert 0.5 <= g.confidence <= 1.0
+        assert g.method == backend
+
+
+def test_undetermined_below_bar_and_for_little_text():
+    assert detect_language("").lang == UND
+    assert detect_language("!!! 123 ...").lang == UND
+    assert detect_language("\ufffd\x07\x15").lang == UND
+    strict = LanguageJudge(min_confidence=1.0)
+    g = strict.detect("ok sure")
+    assert g.lang == UND and g.raw  # the identifier's guess is kept beside "und"
+
+
+def test_han_only_text_is_chinese_not_japanese():
+    assert detect_language("河里的水很冷。").lang == "zho"
+
+
+def test_clean_text():
+    assert clean_text("a\x00b\ufffd  c\n") == "a b c"
+
+
+def test_offline(monkeypatch):
+    """The lite model ships with the package: nothing is fetched."""
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("language identification tried to use the network")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    judge = LanguageJudge()  # a fresh judge loads the model now, with the network blocked
+    assert judge.detect(CLEAR["spa"]).lang == "spa"
+    assert judge.detect(CLEAR["deu"]).method == "fasttext"
+
+
+def test_fallback_to_cld2(monkeypatch):
+    judge = LanguageJudge()
+
+    def broken(text):
+        raise RuntimeError("model missing")
+
+    monkeypatch.setattr(judge, "_detect_fasttext", broken)
+    g = judge.detect(CLEAR["spa"])
+    assert (g.lang, g.method) == ("spa", "cld2")
+
+
+def test_bad_settings():
+    with pytest.raises(BabelscopeError, match="confidence bar"):
+        LanguageJudge(min_confidence=2)
+    with pytest.raises(BabelscopeError, match="unknown language identifier"):
+        LanguageJudge(backend="langid")  # type: ignore[arg-type]
+
+
+def _lexicon():
+    from babelscope.concepts.lexicon import ConceptLexicon
+
+    return ConceptLexicon.parse(
+        "concept\tlang\twords\n"
+        "water\teng\twater\n"
+        "water\tspa\tagua\n"
+        "water\tzho\t水\n"
+        "fire\teng\tfire\n"
+        "fire\tspa\tfuego\n"
+        "fire\tzho\t火\n"
+    )
+
+
+def test_concept_hit_in_detected_language():
+    lex = _lexicon()
+    assert concept_hit("El agua está fría.", "water", "spa", lex)
+    assert not concept_hit(
+        "El agua está fría.", "water", "eng", lex
+    )  # words of the detected lang only
+    assert concept_hit("The water is cold.", "water", "eng", lex)
+    assert not concept_hit("The water is cold.", "fire", "eng", lex)
+    assert concept_hit("河里的水很冷。", "water", "zho", lex)
+    # Undetermined or not in the table: every language's words are tried.
+    assert concept_hit("agua", "water", UND, lex)
+    assert concept_hit("water agua", "water", "deu", lex)
+    with pytest.raises(BabelscopeError, match="unknown concept"):
+        concept_hit("x", "earth", "eng", lex)
