@@ -1,0 +1,459 @@
+"""Concept expert neurons: AP of every unit per checkpoint x concept x language.
+
+For one language every concept is labelled over the same pool of sentences, so each
+checkpoint needs one extraction per language; the AP of every unit for every concept
+then comes from one ranking per unit (:func:`babelscope.analysis.average_precision.score_units`),
+one layer at a time.
+
+Outputs under ``<out>/results/``:
+
+``ap/step-<N>/<lang>.npz``
+    The full arrays of one (checkpoint, language), all its concepts: ``concepts`` (C,),
+    ``layers``, ``widths``, ``ap``/``on_p50``/``on_p90``/``off_mean`` (C, total units) in
+    ``store_dtype``, ``n_pos``/``n_neg`` (C,), and the ``key`` that produced it.
+    ``ap/step-<N>/complete.json`` marks a finished checkpoint: it is not recomputed.
+``experts.parquet``
+    The top ``top_k_store`` units (over the whole model) per (step, concept, lang):
+    step, concept, lang, layer, unit, rank, ap, on_p50, on_p90, off_mean, n_pos, n_neg.
+``experts_skipped.parquet``
+    (concept, lang) pairs left out, with their counts and the reason.
+
+A unit's model-wide flat index is ``offsets[i] + unit`` for the i-th layer of ``layers``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from babelscope.errors import BabelscopeError
+
+if TYPE_CHECKING:
+    from babelscope.checkpoints.series import CheckpointSeries
+
+EXPERTS_FILE = "experts.parquet"
+SKIPPED_FILE = "experts_skipped.parquet"
+AP_DIR = "ap"
+COMPLETE = "complete.json"
+STAT_NAMES = ("ap", "on_p50", "on_p90", "off_mean")
+EXPERT_COLUMNS = ["step", "concept", "lang", "layer", "unit", "rank", "ap", "on_p50", "on_p90",
+                  "off_mean", "n_pos", "n_neg"]  # fmt: skip
+
+
+class ExpertSettings(BaseModel):
+    """Settings of the experts stage (``[experts]`` in the run config)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["mlp", "mlp_pre", "residual", "linear_all"] = Field(
+        "mlp", description="Which units: see babelscope.activations.neurons"
+    )
+    pooling: Literal["mean", "max", "last"] = Field("mean", description="Pooling over tokens")
+    top_k_store: int = Field(
+        500, ge=1, description="Experts kept per (step, concept, lang) in experts.parquet"
+    )
+    languages: list[str] | None = Field(None, description="Languages to score (None: all labelled)")
+    concepts: list[str] | None = Field(
+        None, description="Concepts to score (None: all in concepts.parquet)"
+    )
+    min_positives: int = Field(3, ge=1, description="Skip a (concept, lang) with fewer positives")
+    min_negatives: int = Field(1, ge=1, description="Skip a (concept, lang) with fewer negatives")
+    batch_size: int = Field(32, ge=1)
+    max_length: int | None = Field(
+        None, ge=1, description="Truncate texts (default: model context)"
+    )
+    store_dtype: Literal["float32", "float16"] = Field(
+        "float32", description="dtype of the full per-unit arrays in the shards"
+    )
+    threads: int | None = Field(
+        None, ge=1, description="Threads for AP (default: usable cores, at most 8)"
+    )
+
+
+# -- unit scores -------------------------------------------------------------------------
+
+
+def top_indices(values: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` largest ``values`` in descending order, ties by index; NaN last."""
+    v = np.where(np.isnan(values), -np.inf, np.asarray(values, dtype=np.float64))
+    k = int(min(max(k, 0), len(v)))
+    if k == 0:
+        return np.zeros(0, dtype=np.int64)
+    if k < len(v):
+        # Threshold by partition, then keep ties in index order: stable and O(n).
+        kth = np.partition(v, len(v) - k)[len(v) - k]
+        cand = np.flatnonzero(v >= kth)
+    else:
+        cand = np.arange(len(v))
+    order = np.lexsort((cand, -v[cand]))
+    return cand[order][:k].astype(np.int64)
+
+
+@dataclass
+class UnitScores:
+    """AP and activation statistics of every unit for one (step, concept, lang).
+
+    Arrays are ``(total_units,)`` over the flat unit index (layers in ``layers`` order).
+    """
+
+    step: int
+    concept: str
+    lang: str
+    layers: list[int]
+    widths: list[int]
+    ap: np.ndarray
+    on_p50: np.ndarray
+    on_p90: np.ndarray
+    off_mean: np.ndarray
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """``offsets[i]`` = flat index of unit 0 of the i-th layer; last entry = total units."""
+        return np.concatenate([[0], np.cumsum(self.widths)]).astype(np.int64)
+
+    def _layer_pos(self, layer: int) -> int:
+        if layer not in self.layers:
+            raise BabelscopeError(
+                f"no layer {layer} in the expert scores: layers are {self.layers}"
+            )
+        return self.layers.index(layer)
+
+    def flat(self, layer: int, unit: int) -> int:
+        """The model-wide flat index of ``(layer, unit)``."""
+        i = self._layer_pos(layer)
+        if not 0 <= unit < self.widths[i]:
+            raise BabelscopeError(
+                f"unit {unit} out of range for layer {layer} (width {self.widths[i]})"
+            )
+        return int(self.offsets[i] + unit)
+
+    def unit_of(self, flat: int) -> tuple[int, int]:
+        """``(layer, unit)`` of a flat index."""
+        off = self.offsets
+        i = int(np.searchsorted(off, flat, side="right") - 1)
+        return int(self.layers[i]), int(flat - off[i])
+
+    def top(self, k: int, layer: int | None = None) -> list[tuple[int, int]]:
+        """``(layer, unit)`` of the ``k`` highest-AP units (whole model or one layer); ties by unit order."""
+        if layer is None:
+            return [self.unit_of(int(f)) for f in top_indices(self.ap, k)]
+        i = self._layer_pos(layer)
+        off = self.offsets
+        idx = top_indices(self.ap[off[i] : off[i + 1]], k)
+        return [(int(layer), int(u)) for u in idx]
+
+
+def shard_path(out_dir: Path, step: int, lang: str) -> Path:
+    return Path(out_dir) / "results" / AP_DIR / f"step-{int(step)}" / f"{lang}.npz"
+
+
+def read_shard(path: Path) -> dict[str, Any]:
+    """A (step, lang) shard as a dict of arrays (``concepts`` as a list of str)."""
+    with np.load(path, allow_pickle=False) as z:
+        d = {k: z[k] for k in z.files}
+    d["concepts"] = [str(c) for c in d["concepts"]]
+    d["layers"] = [int(x) for x in d["layers"]]
+    d["widths"] = [int(x) for x in d["widths"]]
+    d["key"] = str(d["key"])
+    return d
+
+
+def load_unit_scores(out_dir: str | Path, step: int, concept: str, lang: str) -> UnitScores:
+    """The full per-unit scores of (step, concept, lang) from the experts shards."""
+    path = shard_path(Path(out_dir), step, lang)
+    if not path.exists():
+        have = sorted(p.name for p in (Path(out_dir) / "results" / AP_DIR).glob("step-*"))
+        raise BabelscopeError(
+            f"no expert scores for step {step}, language {lang} under {Path(out_dir)} "
+            f"(found: {', '.join(have) or 'none'}): run `babelscope experts` first"
+        )
+    d = read_shard(path)
+    if concept not in d["concepts"]:
+        raise BabelscopeError(
+            f"concept '{concept}' has no expert scores in {lang} at step {step} "
+            f"(skipped or not labelled; see {SKIPPED_FILE}): choose one of {', '.join(d['concepts'][:20])}"
+        )
+    c = d["concepts"].index(concept)
+    return UnitScores(
+        step=int(step), concept=concept, lang=lang, layers=d["layers"], widths=d["widths"],
+        **{k: d[k][c].astype(np.float32) for k in STAT_NAMES},
+    )  # fmt: skip
+
+
+# -- scoring one pool ----------------------------------------------------------------------
+
+
+def score_pool(
+    get_layer: Any, layers: list[int], labels: np.ndarray, *, threads: int | None = None
+) -> tuple[dict[str, np.ndarray], list[int]]:
+    """AP and statistics of every unit of every layer for the label columns of ``labels``.
+
+    ``get_layer(layer)`` returns ``(n_sentences, width)``; layers are read one at a time.
+    Returns ``{stat: (C, total units) float64}`` and the widths.
+    """
+    from babelscope.analysis.average_precision import score_units
+
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in STAT_NAMES}
+    widths = []
+    for layer in layers:
+        x = get_layer(layer)
+        res = score_units(x, labels, threads=threads)
+        widths.append(int(x.shape[1]))
+        for k in STAT_NAMES:
+            parts[k].append(getattr(res, k))
+        del x, res
+    return {k: np.concatenate(v, axis=1) for k, v in parts.items()}, widths
+
+
+@dataclass
+class _Pool:
+    """One language's sentence pool and its kept concepts."""
+
+    lang: str
+    ids: list[str]
+    texts: list[str]
+    concepts: list[str]
+    labels: np.ndarray  # (n, C) bool, kept concepts only
+    data_key: str
+
+
+def _prepare_pools(
+    data_dir: Path, settings: ExpertSettings
+) -> tuple[list[_Pool], pd.DataFrame, str]:
+    """Pools per language, and the table of skipped (concept, lang) pairs."""
+    from babelscope.concepts.labels import label_matrix, load_concept_labels
+    from babelscope.corpora.corpus import data_hash, load_corpus
+    from babelscope.io import settings_hash
+    from babelscope.progress import warn
+
+    labels = load_concept_labels(data_dir)
+    have_langs = sorted(labels["lang"].unique())
+    langs = settings.languages or have_langs
+    missing = [lang for lang in langs if lang not in have_langs]
+    if missing:
+        raise BabelscopeError(
+            f"no concept labels for {', '.join(missing)} in {data_dir}: labelled languages are {', '.join(have_langs)}"
+        )
+    if settings.concepts:
+        unknown = sorted(set(settings.concepts) - set(labels["concept"].unique()))
+        if unknown:
+            raise BabelscopeError(
+                f"unknown concept(s) {', '.join(unknown)}: not in {data_dir}/concepts.parquet"
+            )
+    corpus = load_corpus(data_dir, languages=langs)
+    text_of = dict(zip(corpus["id"], corpus["text"], strict=True))
+    dhash = data_hash(data_dir)
+    pools, skipped = [], []
+    for lang in langs:
+        ids, concepts, y = label_matrix(labels, lang, concepts=settings.concepts)
+        ids, concepts, y = list(ids), list(concepts), np.asarray(y, dtype=bool)
+        absent = [i for i in ids if i not in text_of]
+        if absent:
+            raise BabelscopeError(
+                f"concept labels name sentence id '{absent[0]}' ({lang}) that is not in the corpus: rebuild the data dir"
+            )
+        n_pos = y.sum(axis=0)
+        n_neg = len(ids) - n_pos
+        keep = []
+        for j, c in enumerate(concepts):
+            reason = None
+            if n_pos[j] == 0:
+                reason = "no positives"
+            elif n_neg[j] == 0:
+                reason = "no negatives"
+            elif n_pos[j] < settings.min_positives:
+                reason = f"fewer than {settings.min_positives} positives"
+            elif n_neg[j] < settings.min_negatives:
+                reason = f"fewer than {settings.min_negatives} negatives"
+            if reason:
+                skipped.append(
+                    dict(
+                        concept=c,
+                        lang=lang,
+                        n_pos=int(n_pos[j]),
+                        n_neg=int(n_neg[j]),
+                        reason=reason,
+                    )
+                )
+            else:
+                keep.append(j)
+        if settings.concepts:
+            for c in sorted(set(settings.concepts) - set(concepts)):
+                skipped.append(
+                    dict(concept=c, lang=lang, n_pos=0, n_neg=len(ids), reason="not labelled")
+                )
+        pools.append(
+            _Pool(lang=lang, ids=ids, texts=[text_of[i] for i in ids], concepts=[concepts[j] for j in keep],
+                  labels=y[:, keep], data_key=f"{dhash}:{lang}:{settings_hash(ids)}")
+        )  # fmt: skip
+    skipped_df = pd.DataFrame(skipped, columns=["concept", "lang", "n_pos", "n_neg", "reason"])
+    if len(skipped_df):
+        shown = ", ".join(
+            f"{r.concept}/{r.lang} ({r.reason})" for r in skipped_df.head(8).itertuples()
+        )
+        more = f" and {len(skipped_df) - 8} more" if len(skipped_df) > 8 else ""
+        warn(
+            f"experts: skipped {len(skipped_df)} (concept, language) pair(s): {shown}{more}; see {SKIPPED_FILE}"
+        )
+    return pools, skipped_df, dhash
+
+
+def _pooled(
+    loaded: Any, pool: _Pool, settings: ExpertSettings, cache_dir: Path | None, device: str
+) -> Any:
+    """Pooled activations of a pool: from the activation cache when there is one."""
+    common = dict(kind=settings.kind, pooling=settings.pooling, batch_size=settings.batch_size,
+                  max_length=settings.max_length)  # fmt: skip
+    if cache_dir is not None:
+        from babelscope.activations.cache import cached_pooled
+
+        return cached_pooled(
+            loaded, pool.texts, data_key=pool.data_key, cache_dir=cache_dir, **common
+        )
+    from babelscope.activations.extract import extract_pooled
+
+    return extract_pooled(loaded.model, loaded.tokenizer, pool.texts, device=device, **common)
+
+
+def _write_shard(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    from babelscope.io import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays, **{k: np.asarray(v) for k, v in meta.items()})
+
+
+def _shard_ok(path: Path, key: str) -> bool:
+    if not path.exists():
+        return False
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return str(z["key"]) == key
+    except Exception:  # noqa: BLE001 - an unreadable shard is recomputed
+        return False
+
+
+def _step_key(ckpt: Any, pools: list[_Pool], settings: ExpertSettings, dtype: str) -> str:
+    from babelscope.io import settings_hash
+
+    s = settings.model_dump(exclude={"top_k_store", "threads", "batch_size"})
+    ident = {"source": str(ckpt.source), "revision": ckpt.revision, "gguf_file": ckpt.gguf_file}
+    return settings_hash({"ckpt": ident, "pools": [(p.data_key, p.concepts) for p in pools],
+                          "settings": s, "dtype": dtype})  # fmt: skip
+
+
+def top_table(step: int, lang: str, shard: dict[str, Any], top_k: int) -> pd.DataFrame:
+    """The top ``top_k`` units per concept of one shard, as rows of experts.parquet."""
+    offsets = np.concatenate([[0], np.cumsum(shard["widths"])])
+    layers = np.asarray(shard["layers"])
+    frames = []
+    for c, concept in enumerate(shard["concepts"]):
+        idx = top_indices(shard["ap"][c], top_k)
+        li = np.searchsorted(offsets, idx, side="right") - 1
+        frames.append(pd.DataFrame({
+            "step": int(step), "concept": concept, "lang": lang, "layer": layers[li].astype(np.int64),
+            "unit": (idx - offsets[li]).astype(np.int64), "rank": np.arange(1, len(idx) + 1, dtype=np.int64),
+            **{k: shard[k][c][idx].astype(np.float64) for k in STAT_NAMES},
+            "n_pos": int(shard["n_pos"][c]), "n_neg": int(shard["n_neg"][c]),
+        }))  # fmt: skip
+    if not frames:
+        return pd.DataFrame(columns=EXPERT_COLUMNS)
+    return pd.concat(frames, ignore_index=True)[EXPERT_COLUMNS]
+
+
+def run_experts(
+    series: CheckpointSeries,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    settings: ExpertSettings | None = None,
+    *,
+    cache_dir: str | Path | None = None,
+    device: str = "cpu",
+    dtype: str = "fp32",
+) -> pd.DataFrame:
+    """AP and statistics of every unit for every checkpoint x concept x language.
+
+    Writes the shards, ``experts.parquet`` and ``experts_skipped.parquet`` (see the module
+    doc) and returns the experts table. A checkpoint whose shards are complete (same
+    checkpoint, data and settings) is not recomputed.
+    """
+    from babelscope.checkpoints.series import load_checkpoint
+    from babelscope.io import provenance, write_json_atomic, write_parquet_atomic
+    from babelscope.progress import info, track
+
+    settings = settings or ExpertSettings()
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    cache = Path(cache_dir) if cache_dir is not None else None
+    if not series.checkpoints:
+        raise BabelscopeError(f"series '{series.name}' has no checkpoints to score")
+    pools, skipped, dhash = _prepare_pools(data_dir, settings)
+    scored = [p for p in pools if p.concepts]
+    if not scored:
+        raise BabelscopeError(
+            "no (concept, language) pair has enough positives and negatives to score: "
+            f"see the warning above; lower min_positives (now {settings.min_positives}) or add labelled text"
+        )
+    results = out_dir / "results"
+    fingerprints: dict[int, str] = {}
+    reused: list[int] = []
+    for ckpt in track(series.checkpoints, f"experts: {len(series.checkpoints)} checkpoints"):
+        key = _step_key(ckpt, scored, settings, dtype)
+        marker = results / AP_DIR / f"step-{ckpt.step}" / COMPLETE
+        if marker.exists():
+            done = json.loads(marker.read_text())
+            if done.get("key") == key and all(
+                _shard_ok(shard_path(out_dir, ckpt.step, p.lang), key) for p in scored
+            ):
+                fingerprints[int(ckpt.step)] = done.get("fingerprint", "")
+                reused.append(int(ckpt.step))
+                continue
+        loaded = load_checkpoint(ckpt, dtype=dtype, device=device)
+        for pool in scored:
+            path = shard_path(out_dir, ckpt.step, pool.lang)
+            if _shard_ok(path, key):
+                continue
+            pooled = _pooled(loaded, pool, settings, cache, device)
+            stats, widths = score_pool(
+                pooled.get, list(pooled.layers), pool.labels, threads=settings.threads
+            )
+            n_pos = pool.labels.sum(axis=0)
+            arrays = {k: v.astype(settings.store_dtype) for k, v in stats.items()}
+            meta = dict(concepts=np.array(pool.concepts, dtype=str), layers=np.array(pooled.layers, dtype=np.int64),
+                        widths=np.array(widths, dtype=np.int64), n_pos=n_pos.astype(np.int64),
+                        n_neg=(len(pool.ids) - n_pos).astype(np.int64), key=np.array(key),
+                        fingerprint=np.array(loaded.fingerprint), n_truncated=np.array(int(pooled.n_truncated)))  # fmt: skip
+            _write_shard(path, arrays, meta)
+            del pooled, stats, arrays
+        write_json_atomic(marker, {"key": key, "fingerprint": loaded.fingerprint, "step": int(ckpt.step),
+                                   "languages": [p.lang for p in scored]})  # fmt: skip
+        fingerprints[int(ckpt.step)] = loaded.fingerprint
+        del loaded
+    if reused:
+        info(f"experts: reused finished scores for step(s) {', '.join(map(str, reused))}")
+
+    frames = [
+        top_table(
+            ckpt.step,
+            p.lang,
+            read_shard(shard_path(out_dir, ckpt.step, p.lang)),
+            settings.top_k_store,
+        )
+        for ckpt in series.checkpoints
+        for p in scored
+    ]
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=EXPERT_COLUMNS)
+    df = df.sort_values(["step", "concept", "lang", "rank"], ignore_index=True)
+    meta = provenance(
+        "experts", series=series.name, fingerprints=fingerprints, data_hash=dhash,
+        settings=settings.model_dump(), languages=[p.lang for p in pools],
+        steps=[int(c.step) for c in series.checkpoints],
+        skipped=skipped.to_dict(orient="records"),
+    )  # fmt: skip
+    write_parquet_atomic(skipped, results / SKIPPED_FILE, metadata=meta)
+    write_parquet_atomic(df, results / EXPERTS_FILE, metadata=meta)
+    return df
