@@ -134,7 +134,36 @@ _ABBREVIATION_TEXT = (
 )
 _ABBREVIATIONS = frozenset(_ABBREVIATION_TEXT.split())
 _SPACED_SPLIT_RE = re.compile(rf"(?<=[{re.escape(FINAL_PUNCT)}])([{re.escape(CLOSERS)}]*)\s+(?=\S)")
-_CJK_SPLIT_RE = re.compile(rf"([。！？!?…]+[{re.escape(CLOSERS)}]*)")
+_CJK_FINAL = "。！？!?…"
+_CJK_OPEN = "「『（(“‘【〔《〈"
+_CJK_CLOSE = "」』）)”’】〕》〉"
+
+
+def _split_cjk(text: str, max_quote: int = 200) -> list[str]:
+    """Split after 。！？ outside brackets and quotes: 彼は「雨だ。」と言った。 is one sentence."""
+    out: list[str] = []
+    start, depth, opened_at, i, n = 0, 0, 0, 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch in _CJK_OPEN:
+            if depth == 0:
+                opened_at = i
+            depth += 1
+        elif ch in _CJK_CLOSE and depth:
+            depth -= 1
+        elif depth and i - opened_at > max_quote:
+            depth = 0  # an unbalanced bracket: stop waiting for it to close
+        if ch in _CJK_FINAL and depth == 0:
+            j = i + 1
+            while j < n and (text[j] in _CJK_FINAL or text[j] in _CJK_CLOSE):
+                j += 1
+            out.append(text[start:j].strip())
+            start, i = j, j
+            continue
+        i += 1
+    if text[start:].strip():
+        out.append(text[start:].strip())
+    return [s for s in out if s]
 
 
 def split_sentences(text: str, lang: str) -> list[str]:
@@ -152,13 +181,7 @@ def split_sentences(text: str, lang: str) -> list[str]:
     if script == "Thai":
         return [s for s in text.split(" ") if s]
     if script in NO_SPACE_SCRIPTS:
-        parts = _CJK_SPLIT_RE.split(text)
-        out: list[str] = []
-        for i in range(0, len(parts), 2):
-            sent = parts[i] + (parts[i + 1] if i + 1 < len(parts) else "")
-            if sent.strip():
-                out.append(sent.strip())
-        return out
+        return _split_cjk(text)
     return _split_spaced(text, lang)
 
 

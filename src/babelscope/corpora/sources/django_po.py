@@ -13,9 +13,10 @@ What is kept, and why:
   "Ensure this value is less than or equal to ." in the training text; about a fifth of
   the messages go, the rest are clean text;
 - inline HTML tags (``<em>``, ``<strong>``) are removed, whitespace collapsed;
-- one alignment group per message (``msgctxt``, ``msgid``): a message that occurs in
-  several catalogs is one group, named after the first catalog (``core`` first, then the
-  contrib apps alphabetically) and translated from the first catalog that translates it;
+- one alignment group per English text: a message (``msgctxt``, ``msgid``) that occurs
+  in several catalogs, or under several contexts, is one group, named after the first
+  catalog (``core`` first, then the contrib apps alphabetically) and translated by the
+  first message of that text that has a translation; so every group has its English side;
 - within one language a text is kept once (first group wins).
 """
 
@@ -157,12 +158,15 @@ def _append(entry: PoEntry, target: str, value: str) -> None:
         entry.plural_forms[idx] += value
 
 
-def clean_message(s: str) -> str | None:
-    """The usable text of a message, or None when it holds placeholders or too few letters."""
+def clean_message(s: str, min_letters: int = 1) -> str | None:
+    """The usable text of a message, or None when it holds placeholders or too few letters.
+
+    One letter is enough for a translation (水 "water"); English msgids need two.
+    """
     if _PLACEHOLDER_RE.search(s):
         return None
     s = normalize_space(_TAG_RE.sub("", s))
-    if sum(ch.isalpha() for ch in s) < 2:
+    if sum(ch.isalpha() for ch in s) < min_letters:
         return None
     return s
 
@@ -173,7 +177,7 @@ def usable_pairs(entries: list[PoEntry]) -> dict[tuple[str, str], str]:
     for e in entries:
         if not e.msgid or e.plural or e.fuzzy or not e.msgstr.strip():
             continue
-        if clean_message(e.msgid) is None:
+        if clean_message(e.msgid, min_letters=2) is None:
             continue
         text = clean_message(e.msgstr)
         if text is not None:
@@ -187,7 +191,7 @@ def english_messages(entries: list[PoEntry]) -> dict[tuple[str, str], str]:
     for e in entries:
         if not e.msgid or e.plural:
             continue
-        text = clean_message(e.msgid)
+        text = clean_message(e.msgid, min_letters=2)
         if text is not None:
             out[(e.msgctxt or "", e.msgid)] = text
     return out
@@ -240,9 +244,11 @@ def load(languages: list[str], root: Path | None = None) -> list[SourceText]:
     cats = catalogs(root)
     if not cats:
         raise SourceUnavailable("no Django translation catalogs found")
-    # 1. The messages: from each catalog's English file, in catalog order.
+    # 1. The messages: from each catalog's English file, in catalog order. Messages with
+    #    the same English text (msgctxt variants, several catalogs) are one group.
     group_of: dict[tuple[str, str], str] = {}
     english: dict[str, str] = {}
+    gid_of_text: dict[str, str] = {}
     for cat, locale_dir in cats.items():
         en = locale_dir / "en" / "LC_MESSAGES" / "django.po"
         if not en.is_file():
@@ -250,9 +256,11 @@ def load(languages: list[str], root: Path | None = None) -> list[SourceText]:
         for key, text in english_messages(_read_po(en)).items():
             if key in group_of:
                 continue
-            gid = f"django:{cat}:{sha256_bytes(stable_key(key).encode())[:12]}"
-            group_of[key] = gid
-            english[gid] = text
+            if text not in gid_of_text:
+                gid = f"django:{cat}:{sha256_bytes(text.encode())[:12]}"
+                gid_of_text[text] = gid
+                english[gid] = text
+            group_of[key] = gid_of_text[text]
     # 2. The translations, first catalog that translates a message wins.
     out: list[SourceText] = []
     for lang in languages:
@@ -277,9 +285,3 @@ def load(languages: list[str], root: Path | None = None) -> list[SourceText]:
             key = gid.split(":", 1)[1]
             out.append(SourceText(lang=lang, text=text, key=key, align_id=gid, group=gid))
     return out
-
-
-def stable_key(key: tuple[str, str]) -> str:
-    """One string for (msgctxt, msgid), the gettext way: context EOT msgid."""
-    ctx, msgid = key
-    return f"{ctx}\x04{msgid}" if ctx else msgid
