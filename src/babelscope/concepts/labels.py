@@ -1,0 +1,222 @@
+"""The concept-label table: which sentences express which concept, per language.
+
+Two sources of labels are combined:
+
+* **pivot** — sentences of a parallel source (``align_id`` set) whose group has an English
+  side take the label of that English side (:mod:`babelscope.concepts.pivot`): the meaning
+  is fixed by one language and carries over to every translation;
+* **lexicon** — every other sentence (monolingual text, groups without English) is labelled
+  by the concept table's words in its own language (:mod:`babelscope.concepts.lexicon`).
+
+Pool contract: for one language, every concept is labelled over the *same* pool of sentence
+ids — the positives of every concept found often enough (each capped at ``max_positives``,
+sampled), plus random other sentences of the language up to ``pool_size`` in all — so one
+activation extraction per language serves all concepts. Sampling is seeded per language.
+"""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from babelscope.concepts.lexicon import ConceptLexicon
+from babelscope.concepts.pivot import LABEL_COLUMNS, pivot_positive_groups
+from babelscope.errors import BabelscopeError
+
+CONCEPTS_FILE = "concepts.parquet"
+COUNT_COLUMNS = ["concept", "lang", "found", "positives", "negatives", "kept"]
+PIVOT_LANG = "eng"
+
+
+def _lang_rng(seed: int, lang: str) -> np.random.Generator:
+    # Per-language stream: adding a language does not change another language's pool.
+    return np.random.default_rng([seed, zlib.crc32(lang.encode())])
+
+
+def _positives_by_concept(
+    corpus: pd.DataFrame,
+    lang: str,
+    lex: ConceptLexicon,
+    pivot_groups: set[str],
+    pivot_pos: dict[str, set[str]],
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """ids of ``lang``, whether each is pivot-labelled, and each concept's positive mask."""
+    rows = corpus[corpus["lang"] == lang]
+    ids = rows["id"].astype(str).to_numpy()
+    aids = rows["align_id"].astype("string").fillna("").astype(str).to_numpy()
+    by_pivot = np.isin(aids, list(pivot_groups)) if pivot_groups else np.zeros(len(ids), bool)
+    lexical = lang in lex.languages
+    texts = rows["text"].astype(str).tolist()
+    lex_hits = (
+        lex.label_texts([t for t, p in zip(texts, by_pivot, strict=True) if not p], lang)
+        if lexical
+        else {}
+    )
+    masks: dict[str, np.ndarray] = {}
+    for c in lex.concepts:
+        m = np.zeros(len(ids), bool)
+        if by_pivot.any():
+            m[by_pivot] = np.isin(aids[by_pivot], list(pivot_pos.get(c, ())))
+        if lexical:
+            m[~by_pivot] = lex_hits[c]
+        masks[c] = m
+    return ids, by_pivot, masks
+
+
+def build_concept_labels(
+    corpus: pd.DataFrame,
+    languages: list[str],
+    table: str | Path | None = None,
+    min_positives: int = 15,
+    seed: int = 0,
+    pool_size: int = 600,
+    max_positives: int | None = 100,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Label a corpus with concepts; return ``(labels, counts)``.
+
+    ``labels``: concept, lang, id, label (int8), method ("pivot" or "lexicon") for every
+    (concept, language) that is kept, over the language's pool (see the module docstring).
+    ``counts``: concept, lang, found (sentences of the language with the concept),
+    positives and negatives (in the pool), kept (both ≥ ``min_positives``).
+
+    ``table`` is a concept table path (default: the packaged table). A user table must
+    not name languages that the corpus lacks; every language asked for must be in the
+    corpus, and be labelable (in the table, or parallel to English text).
+    """
+    if min_positives < 1 or pool_size < 1:
+        raise BabelscopeError("min_positives and pool_size must be at least 1")
+    lex = ConceptLexicon.load(table)
+    have = set(corpus["lang"].astype(str).unique())
+    lacking = [lang for lang in languages if lang not in have]
+    if lacking:
+        raise BabelscopeError(
+            f"the corpus has no text in {', '.join(lacking)}: add it or drop these languages"
+        )
+    if table is not None:
+        extra = [lang for lang in lex.languages if lang not in have]
+        if extra:
+            raise BabelscopeError(
+                f"concept table {table} names language(s) {', '.join(extra)} that the corpus lacks: "
+                "add text in them or remove their rows from the table"
+            )
+    use_pivot = PIVOT_LANG in lex.languages and "align_id" in corpus.columns
+    if use_pivot:
+        pivot_groups, pivot_pos = pivot_positive_groups(corpus, lex, PIVOT_LANG)
+    else:
+        pivot_groups, pivot_pos = set(), {}
+
+    label_frames: list[pd.DataFrame] = []
+    count_rows: list[dict] = []
+    for lang in languages:
+        ids, by_pivot, masks = _positives_by_concept(corpus, lang, lex, pivot_groups, pivot_pos)
+        if lang not in lex.languages and not by_pivot.any():
+            raise BabelscopeError(
+                f"cannot label '{lang}': the concept table has no words in it and none of its "
+                "text is parallel to English; add the language to the concept table"
+            )
+        rng = _lang_rng(seed, lang)
+        in_pool = np.zeros(len(ids), bool)
+        for c in lex.concepts:
+            pos = np.flatnonzero(masks[c])
+            if len(pos) < min_positives:
+                continue
+            if max_positives is not None and len(pos) > max_positives:
+                pos = rng.choice(pos, size=max_positives, replace=False)
+            in_pool[pos] = True
+        free = np.flatnonzero(~in_pool)
+        need = min(max(pool_size - int(in_pool.sum()), 0), len(free))
+        if need:
+            in_pool[rng.choice(free, size=need, replace=False)] = True
+        pool = np.flatnonzero(in_pool)  # corpus order: stable
+        for c in lex.concepts:
+            found = int(masks[c].sum())
+            labels = masks[c][pool]
+            npos = int(labels.sum())
+            nneg = len(pool) - npos
+            kept = npos >= min_positives and nneg >= min_positives
+            count_rows.append(
+                dict(concept=c, lang=lang, found=found, positives=npos, negatives=nneg, kept=kept)
+            )
+            if kept:
+                label_frames.append(
+                    pd.DataFrame(
+                        {
+                            "concept": c,
+                            "lang": lang,
+                            "id": ids[pool],
+                            "label": labels.astype(np.int8),
+                            "method": np.where(by_pivot[pool], "pivot", "lexicon"),
+                        }
+                    )
+                )
+    counts = pd.DataFrame(count_rows, columns=COUNT_COLUMNS)
+    if label_frames:
+        labels_df = pd.concat(label_frames, ignore_index=True)[LABEL_COLUMNS]
+    else:
+        labels_df = pd.DataFrame({c: pd.Series(dtype=str) for c in LABEL_COLUMNS})
+        labels_df["label"] = labels_df["label"].astype(np.int8)
+    return labels_df, counts
+
+
+def concepts_kept_in_all(counts: pd.DataFrame, languages: list[str]) -> list[str]:
+    """Concepts kept in every one of ``languages`` (in table order)."""
+    sub = counts[counts["lang"].isin(languages)]
+    ok = sub.groupby("concept", sort=False)["kept"].agg(lambda k: bool(k.all()) and len(k) > 0)
+    n_lang = sub.groupby("concept", sort=False)["lang"].nunique()
+    return [c for c in ok.index if ok[c] and n_lang[c] == len(set(languages))]
+
+
+def load_concept_labels(data_dir: str | Path) -> pd.DataFrame:
+    """Read ``<data_dir>/concepts.parquet`` (written by ``babelscope data build``)."""
+    path = Path(data_dir) / CONCEPTS_FILE
+    if not path.exists():
+        raise BabelscopeError(
+            f"no concept labels at {path}: run `babelscope data build --out {data_dir}` first"
+        )
+    df = pd.read_parquet(path)
+    missing = [c for c in LABEL_COLUMNS if c not in df.columns]
+    if missing:
+        raise BabelscopeError(f"{path}: missing column(s) {', '.join(missing)}; rebuild the data")
+    return df
+
+
+def concept_pool(labels: pd.DataFrame, lang: str) -> list[str]:
+    """The pool of sentence ids of ``lang`` (the same for every concept), in a stable order."""
+    sub = labels[labels["lang"] == lang]
+    if sub.empty:
+        raise BabelscopeError(
+            f"no concept labels for '{lang}'; rebuild the data with this language"
+        )
+    return sorted(sub["id"].astype(str).unique())
+
+
+def label_matrix(
+    labels: pd.DataFrame, lang: str, concepts: list[str] | None = None
+) -> tuple[list[str], list[str], np.ndarray]:
+    """``(ids, concepts, matrix)``: boolean ``(n_ids, n_concepts)`` labels of ``lang``'s pool.
+
+    ``ids`` is :func:`concept_pool`; ``concepts`` defaults to every concept labelled in ``lang``.
+    """
+    ids = concept_pool(labels, lang)
+    sub = labels[labels["lang"] == lang]
+    have = list(dict.fromkeys(sub["concept"].astype(str)))
+    if concepts is None:
+        concepts = have
+    else:
+        absent = [c for c in concepts if c not in have]
+        if absent:
+            raise BabelscopeError(
+                f"concept(s) {', '.join(absent)} have no labels in '{lang}' (too few positives?)"
+            )
+        concepts = list(concepts)
+    row = {i: k for k, i in enumerate(ids)}
+    col = {c: k for k, c in enumerate(concepts)}
+    sub = sub[sub["concept"].isin(col)]
+    mat = np.zeros((len(ids), len(concepts)), dtype=bool)
+    r = sub["id"].astype(str).map(row).to_numpy()
+    c = sub["concept"].astype(str).map(col).to_numpy()
+    mat[r, c] = sub["label"].to_numpy().astype(bool)
+    return ids, concepts, mat
