@@ -41,6 +41,7 @@ from babelscope.activations.neurons import (
     layer_widths,
     layers_of,
 )
+from babelscope.checkpoints.series import resolve_device
 from babelscope.errors import BabelscopeError
 
 Pooling = Literal["mean", "max", "last"]
@@ -164,27 +165,6 @@ def _batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
     """Text indices in batches of similar length (longest first: memory peaks show up early)."""
     order = np.argsort(-np.asarray(lengths), kind="stable")
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-
-
-def resolve_device(
-    device: str | torch.device | None, model: torch.nn.Module | None = None
-) -> torch.device:
-    """``None`` → the model's device (or CPU); ``"auto"`` → CUDA when available."""
-    if device is None:
-        if model is not None:
-            try:
-                return next(model.parameters()).device
-            except StopIteration:
-                pass
-        return torch.device("cpu")
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise BabelscopeError(
-            "device 'cuda' asked for but no CUDA GPU is available: use --device cpu or auto"
-        )
-    return dev
 
 
 class _StopForward(Exception):
