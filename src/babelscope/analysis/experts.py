@@ -251,8 +251,11 @@ def _prepare_pools(
     dhash = data_hash(data_dir)
     pools, skipped = [], []
     for lang in langs:
-        ids, concepts, y = label_matrix(labels, lang, concepts=settings.concepts)
+        ids, concepts, y = label_matrix(labels, lang)
         ids, concepts, y = list(ids), list(concepts), np.asarray(y, dtype=bool)
+        if settings.concepts:  # the requested ones that this language labels, in request order
+            cols = [concepts.index(c) for c in settings.concepts if c in concepts]
+            concepts, y = [concepts[j] for j in cols], y[:, cols]
         absent = [i for i in ids if i not in text_of]
         if absent:
             raise BabelscopeError(
@@ -284,7 +287,7 @@ def _prepare_pools(
             else:
                 keep.append(j)
         if settings.concepts:
-            for c in sorted(set(settings.concepts) - set(concepts)):
+            for c in [c for c in settings.concepts if c not in concepts]:
                 skipped.append(
                     dict(concept=c, lang=lang, n_pos=0, n_neg=len(ids), reason="not labelled")
                 )
@@ -321,11 +324,49 @@ def _pooled(
     return extract_pooled(loaded.model, loaded.tokenizer, pool.texts, device=device, **common)
 
 
-def _write_shard(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+def save_shard(
+    out_dir: Path,
+    step: int,
+    lang: str,
+    stats: dict[str, np.ndarray],
+    *,
+    concepts: list[str],
+    layers: list[int],
+    widths: list[int],
+    n_pos: np.ndarray,
+    n_neg: np.ndarray,
+    key: str = "",
+    fingerprint: str = "",
+    store_dtype: str = "float32",
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write the (step, lang) shard atomically: ``stats`` are ``(C, total units)`` arrays."""
     from babelscope.io import atomic_path
 
+    if int(sum(widths)) != stats["ap"].shape[1] or len(concepts) != stats["ap"].shape[0]:
+        raise ValueError("save_shard: arrays do not match concepts x units")
+    path = shard_path(out_dir, step, lang)
+    arrays = {k: np.asarray(stats[k]).astype(store_dtype) for k in STAT_NAMES}
+    meta = dict(concepts=np.array(concepts, dtype=str), layers=np.array(layers, dtype=np.int64),
+                widths=np.array(widths, dtype=np.int64), n_pos=np.asarray(n_pos, dtype=np.int64),
+                n_neg=np.asarray(n_neg, dtype=np.int64), key=np.array(key), fingerprint=np.array(fingerprint),
+                **{k: np.asarray(v) for k, v in (extra or {}).items()})  # fmt: skip
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, **arrays, **{k: np.asarray(v) for k, v in meta.items()})
+        np.savez(f, **arrays, **meta)
+    return path
+
+
+def mark_complete(
+    out_dir: Path, step: int, languages: list[str], *, key: str = "", fingerprint: str = ""
+) -> Path:
+    """Mark checkpoint ``step`` as finished (its shards for ``languages`` are written)."""
+    from babelscope.io import write_json_atomic
+
+    marker = Path(out_dir) / "results" / AP_DIR / f"step-{int(step)}" / COMPLETE
+    return write_json_atomic(
+        marker,
+        {"key": key, "fingerprint": fingerprint, "step": int(step), "languages": list(languages)},
+    )
 
 
 def _shard_ok(path: Path, key: str) -> bool:
@@ -383,7 +424,7 @@ def run_experts(
     checkpoint, data and settings) is not recomputed.
     """
     from babelscope.checkpoints.series import load_checkpoint
-    from babelscope.io import provenance, write_json_atomic, write_parquet_atomic
+    from babelscope.io import provenance, write_parquet_atomic
     from babelscope.progress import info, track
 
     settings = settings or ExpertSettings()
@@ -422,15 +463,16 @@ def run_experts(
                 pooled.get, list(pooled.layers), pool.labels, threads=settings.threads
             )
             n_pos = pool.labels.sum(axis=0)
-            arrays = {k: v.astype(settings.store_dtype) for k, v in stats.items()}
-            meta = dict(concepts=np.array(pool.concepts, dtype=str), layers=np.array(pooled.layers, dtype=np.int64),
-                        widths=np.array(widths, dtype=np.int64), n_pos=n_pos.astype(np.int64),
-                        n_neg=(len(pool.ids) - n_pos).astype(np.int64), key=np.array(key),
-                        fingerprint=np.array(loaded.fingerprint), n_truncated=np.array(int(pooled.n_truncated)))  # fmt: skip
-            _write_shard(path, arrays, meta)
-            del pooled, stats, arrays
-        write_json_atomic(marker, {"key": key, "fingerprint": loaded.fingerprint, "step": int(ckpt.step),
-                                   "languages": [p.lang for p in scored]})  # fmt: skip
+            save_shard(
+                out_dir, ckpt.step, pool.lang, stats, concepts=pool.concepts, layers=list(pooled.layers),
+                widths=widths, n_pos=n_pos, n_neg=len(pool.ids) - n_pos, key=key,
+                fingerprint=loaded.fingerprint, store_dtype=settings.store_dtype,
+                extra={"n_truncated": int(pooled.n_truncated)},
+            )  # fmt: skip
+            del pooled, stats
+        mark_complete(
+            out_dir, ckpt.step, [p.lang for p in scored], key=key, fingerprint=loaded.fingerprint
+        )
         fingerprints[int(ckpt.step)] = loaded.fingerprint
         del loaded
     if reused:
