@@ -1,15 +1,98 @@
-"""`babelscope steer` (steer generation with concept experts). Not built yet: issue #7 builds it."""
+"""`babelscope steer`: force a concept's experts while the model writes; judge the outputs."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
-from babelscope.errors import NotBuiltError
+
+def _split(values: list[str] | None) -> list[str] | None:
+    """``--x a --x b`` and ``--x a,b`` alike."""
+    if not values:
+        return None
+    return [v.strip() for item in values for v in item.split(",") if v.strip()]
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("steer", help="Steer generation with concept experts. [not built yet]",
-                 context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-    def steer_cmd() -> None:
-        raise NotBuiltError("`babelscope steer` is not built yet (issue #7: steer generation with concept experts)")
+    @app.command("steer")
+    def steer_cmd(
+        series: str = typer.Option(
+            ..., help="Checkpoint series: a dir of step-N checkpoints, a hub repo, a .gguf…"
+        ),
+        data: Path = typer.Option(None, help="Data dir (`babelscope data build`), for provenance."),
+        out: Path = typer.Option(
+            ..., help="Run dir holding results/experts.parquet; results go there."
+        ),
+        concept: list[str] = typer.Option(
+            None,
+            help="Concept(s) to steer (repeat or comma-separate); default: those with experts.",
+        ),
+        source_lang: str = typer.Option(
+            "spa", help="Language the experts were found in (ISO 639-3)."
+        ),
+        k: int = typer.Option(None, help="Experts forced; default min(500, 1% of the units)."),
+        k_fraction: float = typer.Option(
+            0.01, help="K as a share of the units when --k is not given."
+        ),
+        statistic: str = typer.Option(
+            "on_p50", help="Forced value: on_p50, on_p90, zero or a number."
+        ),
+        seeds: int = typer.Option(100, help="Seeds 0..S-1: one output each per condition."),
+        steps: list[str] = typer.Option(None, help="Checkpoints (steps) to steer; default all."),
+        max_new_tokens: int = typer.Option(64, help="Tokens generated per output."),
+        temperature: float = typer.Option(0.8, help="Sampling temperature (0: greedy)."),
+        top_p: float = typer.Option(0.9, help="Nucleus sampling mass."),
+        prompt: str = typer.Option(None, help="Prompt text; default BOS alone."),
+        conditions: list[str] = typer.Option(
+            None, help="experts, none, random (default: all three)."
+        ),
+        batch_size: int = typer.Option(None, help="Seeds per batch (default: all at once)."),
+        min_confidence: float = typer.Option(0.5, help="Language-ID confidence below which 'und'."),
+        device: str = typer.Option("auto", help="cpu, cuda or auto."),
+        dtype: str = typer.Option("fp32", help="fp32, bf16 or fp16."),
+        figures: bool = typer.Option(True, help="Draw the figures into OUT/figures."),
+    ) -> None:
+        """Steer generation with concept experts: forced, unforced and random-units outputs,
+        their languages and concept hits, per checkpoint (Experiment 3)."""
+        from pydantic import ValidationError
 
+        from babelscope.analysis.steering import SteerSettings, run_steering, summarize
+        from babelscope.errors import BabelscopeError
+        from babelscope.progress import console
+
+        try:
+            step_list = [int(s) for s in _split(steps) or []] or None
+        except ValueError:
+            raise BabelscopeError(
+                f"--steps {' '.join(steps)}: give whole numbers, e.g. --steps 0,1024"
+            ) from None
+        raw = dict(
+            concepts=_split(concept), source_lang=source_lang, k=k, k_fraction=k_fraction,
+            statistic=statistic, seeds=seeds, steps=step_list, max_new_tokens=max_new_tokens,
+            temperature=temperature, top_p=top_p, prompt=prompt, batch_size=batch_size,
+            min_confidence=min_confidence,
+        )  # fmt: skip
+        if conditions:
+            raw["conditions"] = _split(conditions)
+        try:
+            settings = SteerSettings(**raw)
+        except ValidationError as e:
+            err = e.errors()[0]
+            name = "--" + "-".join(str(x) for x in err["loc"][:1]).replace("_", "-")
+            msg = err["msg"].removeprefix("Value error, ")
+            raise BabelscopeError(f"{name} {err.get('input')!r}: {msg}") from None
+        if dtype not in ("fp32", "bf16", "fp16"):
+            raise BabelscopeError(f"--dtype {dtype}: choose fp32, bf16 or fp16")
+        if device == "auto":
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        df = run_steering(series, data, out, settings, device=device, dtype=dtype)
+        console.print(f"wrote {out / 'results' / 'steering.parquet'} ({len(df)} outputs)")
+        if figures and len(df):
+            from babelscope.report.figures.steering import plot_steering
+
+            paths = plot_steering(df, out / "figures")
+            console.print(f"figures: {', '.join(str(p) for p in paths if p.suffix == '.png')}")
+        console.print(summarize(df).to_string(index=False))
