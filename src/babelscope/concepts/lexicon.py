@@ -100,9 +100,11 @@ class _Matcher:
 
     pattern: re.Pattern[str] | None
     exclusions: re.Pattern[str] | None
+    # Substrings one of which any match must contain: a cheap test before the regex.
+    literals: tuple[str, ...] = ()
 
     def search(self, norm_text: str) -> bool:
-        if self.pattern is None:
+        if self.pattern is None or not any(lit in norm_text for lit in self.literals):
             return False
         if self.exclusions is not None:
             # Blank out (not delete) so that no new word forms across the gap.
@@ -166,7 +168,12 @@ def _compile(words: Sequence[str], lang: str) -> _Matcher:
         exclusions = re.compile(
             "|".join(_form_regex(f) for f in sorted(set(excl), key=key, reverse=True))
         )
-    return _Matcher(pattern, exclusions)
+    literals = set()
+    for f in (f for fs in kinds.values() for f in fs):
+        part = max(f.split(), key=len) if f.split() else f
+        # "ال" may be written "لل" after the preposition ل: look for the rest only.
+        literals.add(part[2:] if arabic and part.startswith("ال") and len(part) > 2 else part)
+    return _Matcher(pattern, exclusions, tuple(sorted(literals)))
 
 
 @dataclass
