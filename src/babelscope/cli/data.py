@@ -104,6 +104,10 @@ def collect_stats(data_dir: Path) -> dict[str, Any]:
             concepts.setdefault(str(concept), {})[str(lang)] = int(n)
     n_langs = len(langs)
     complete = {c: min(v.values()) for c, v in concepts.items() if len(v) == n_langs}
+    # Positives found before the min-positives cut (the labels file keeps kept pairs only).
+    found: dict[str, dict[str, int]] = {}
+    for rec in manifest.get("concepts", {}).get("counts", []):
+        found.setdefault(str(rec["concept"]), {})[str(rec["lang"])] = int(rec["positives"])
     return {
         "data_dir": str(data_dir),
         "corpus_hash": manifest.get("corpus_hash"),
@@ -118,6 +122,10 @@ def collect_stats(data_dir: Path) -> dict[str, Any]:
         },
         "sources": manifest.get("sources", {}),
         "concept_positives": concepts,
+        "concept_positives_found": found,
+        "concepts_kept_in_all_languages": manifest.get("concepts", {}).get(
+            "kept_in_all_languages", []
+        ),
     }
 
 

@@ -112,6 +112,18 @@ def _language_counts(df: pd.DataFrame) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _kept_in_all(counts: pd.DataFrame, languages: list[str]) -> list[str]:
+    """Concepts kept (enough positives) in every language, in table order."""
+    if counts.empty:
+        return []
+    sub = counts[counts["lang"].isin(languages)]
+    out = []
+    for concept, g in sub.groupby("concept", sort=False):
+        if set(g.loc[g["kept"].astype(bool), "lang"]) >= set(languages):
+            out.append(str(concept))
+    return out
+
+
 def _existing_settings(out_dir: Path) -> dict | None:
     m = out_dir / MANIFEST_FILE
     if not m.is_file():
@@ -271,11 +283,7 @@ def build_corpus(
         sentences=int(len(corpus)),
         corpus_hash=chash,
         concepts={
-            "kept": sorted(
-                concept_counts.loc[concept_counts["kept"].astype(bool), "concept"].unique().tolist()
-            )
-            if len(concept_counts)
-            else [],
+            "kept_in_all_languages": _kept_in_all(concept_counts, list(languages)),
             "counts": concept_counts.to_dict(orient="records"),
         },
     )
