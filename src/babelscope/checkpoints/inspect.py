@@ -1,0 +1,195 @@
+"""Integrity of a checkpoint series: fingerprints, perplexity per language, flags.
+
+Flags (a ``;``-separated string, empty when the checkpoint is fine):
+
+- ``duplicate_of:<step>``: same weight fingerprint as an earlier step, or identical logits
+  on a probe batch (a copy saved in another format or dtype);
+- ``broken:nonfinite``: NaN or infinite weights;
+- ``broken:perplexity``: mean log-perplexity more than ``log(ratio)`` above both unflagged
+  neighbours (the last checkpoint is compared with the one before it; the first is never
+  flagged this way, since early checkpoints are expected to be worse).
+
+These are the defects known in the public BLOOM series (a byte copy of step 10k at 500k,
+a corrupted 600k). Later stages take :func:`usable` steps: flagged ones are left out
+unless ``include_flagged``, and it says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from babelscope.checkpoints.series import (
+    CheckpointSeries,
+    LoadedCheckpoint,
+    load_checkpoint,
+    resolve_series,
+)
+from babelscope.errors import BabelscopeError
+from babelscope.progress import info, track
+
+#: A fixed held-out text per language, used when the user gives no data.
+DEFAULT_TEXTS: dict[str, list[str]] = {
+    "eng": ["The river runs quietly through the old town.", "Every morning she reads the newspaper at the window.",
+            "The children were playing in the garden until it got dark."],
+    "spa": ["El río pasa tranquilo por el pueblo viejo.", "Cada mañana lee el periódico junto a la ventana.",
+            "Los niños jugaron en el jardín hasta que oscureció."],
+    "fra": ["La rivière traverse tranquillement la vieille ville.", "Chaque matin, elle lit le journal à la fenêtre.",
+            "Les enfants ont joué dans le jardin jusqu'à la nuit."],
+    "deu": ["Der Fluss fließt ruhig durch die alte Stadt.", "Jeden Morgen liest sie die Zeitung am Fenster.",
+            "Die Kinder spielten im Garten, bis es dunkel wurde."],
+    "rus": ["Река спокойно течёт через старый город.", "Каждое утро она читает газету у окна.",
+            "Дети играли в саду, пока не стемнело."],
+    "zho": ["河水静静地流过古老的小镇。", "她每天早上在窗边看报纸。", "孩子们在花园里玩到天黑。"],
+    "ara": ["يجري النهر بهدوء عبر المدينة القديمة.", "كل صباح تقرأ الجريدة بجانب النافذة.",
+            "لعب الأطفال في الحديقة حتى حلول الظلام."],
+    "hin": ["नदी पुराने शहर से शांति से बहती है।", "वह हर सुबह खिड़की के पास अख़बार पढ़ती है।",
+            "बच्चे अंधेरा होने तक बगीचे में खेलते रहे।"],
+}  # fmt: skip
+
+
+def _batches(n: int, size: int) -> list[range]:
+    return [range(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+@torch.inference_mode()
+def _nll(loaded: LoadedCheckpoint, texts: Sequence[str], batch_size: int = 16) -> tuple[float, int]:
+    """Sum of next-token negative log-likelihoods and the number of predicted tokens."""
+    model, tok = loaded.model, loaded.tokenizer
+    dev = next(model.parameters()).device
+    enc = tok(list(texts), add_special_tokens=True, truncation=True, max_length=256)["input_ids"]
+    pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+    total, count = 0.0, 0
+    for rows in _batches(len(enc), batch_size):
+        seqs = [enc[i] for i in rows]
+        t = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), t), pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for j, s in enumerate(seqs):
+            ids[j, : len(s)], mask[j, : len(s)] = torch.tensor(s), 1
+        logits = model(input_ids=ids.to(dev), attention_mask=mask.to(dev)).logits.float()
+        lp = torch.log_softmax(logits[:, :-1], dim=-1)
+        target = ids[:, 1:].to(dev)
+        nll = -lp.gather(-1, target[..., None])[..., 0]
+        m = mask[:, 1:].to(dev).bool()
+        total += float(nll[m].sum())
+        count += int(m.sum())
+    return total, count
+
+
+@torch.inference_mode()
+def _probe_hash(loaded: LoadedCheckpoint, texts: Sequence[str]) -> str:
+    """Hash of the logits on a small probe batch (one text at a time: no padding involved)."""
+    h = hashlib.blake2b(digest_size=12)
+    dev = next(loaded.model.parameters()).device
+    for text in texts:
+        ids = loaded.tokenizer(text, return_tensors="pt")["input_ids"].to(dev)
+        logits = loaded.model(input_ids=ids).logits.float().cpu().numpy()
+        h.update(logits.tobytes())
+    return h.hexdigest()
+
+
+def _nonfinite(model: torch.nn.Module) -> bool:
+    return any(
+        not bool(torch.isfinite(p).all()) for p in model.parameters() if p.is_floating_point()
+    )
+
+
+def inspect_series(
+    series: CheckpointSeries | Any,
+    texts_by_lang: Mapping[str, Sequence[str]] | None = None,
+    *,
+    device: str = "cpu",
+    dtype: str = "fp32",
+    ratio: float = 10.0,
+) -> pd.DataFrame:
+    """One row per checkpoint: step, params, fingerprint, ``ppl_<lang>``, ``ppl``, flags.
+
+    Checkpoints are loaded one at a time. ``ppl`` is the geometric mean over languages.
+    """
+    if not isinstance(series, CheckpointSeries):
+        series = resolve_series(series)
+    texts_by_lang = dict(texts_by_lang or DEFAULT_TEXTS)
+    empty = [lang for lang, t in texts_by_lang.items() if not t]
+    if not texts_by_lang or empty:
+        raise BabelscopeError(
+            f"no held-out text for language(s) {empty}: give at least one sentence per language"
+        )
+    probe = [t[0] for t in texts_by_lang.values()][:4]
+    rows: list[dict[str, Any]] = []
+    for ckpt in track(series.checkpoints, f"inspecting {series.name}"):
+        loaded = load_checkpoint(ckpt, dtype=dtype, device=device)
+        row: dict[str, Any] = {
+            "step": ckpt.step,
+            "params": loaded.params,
+            "fingerprint": loaded.fingerprint,
+        }
+        logs = []
+        for lang, texts in texts_by_lang.items():
+            nll, n = _nll(loaded, texts)
+            lp = nll / max(n, 1)
+            row[f"ppl_{lang}"] = math.exp(lp) if math.isfinite(lp) and lp < 700 else math.inf
+            logs.append(lp if math.isfinite(lp) else math.inf)
+        row["ppl"] = (
+            math.exp(float(np.mean(logs)))
+            if all(math.isfinite(x) and x < 700 for x in logs)
+            else math.inf
+        )
+        row["_logppl"] = float(np.mean(logs))
+        row["_nonfinite"] = _nonfinite(loaded.model)
+        row["_probe"] = _probe_hash(loaded, probe)
+        rows.append(row)
+        del loaded
+    df = pd.DataFrame(rows)
+    df["flags"] = _flags(df, ratio)
+    return df.drop(columns=["_logppl", "_probe", "_nonfinite"]).reset_index(drop=True)
+
+
+def _flags(df: pd.DataFrame, ratio: float) -> list[str]:
+    flags: list[list[str]] = [[] for _ in range(len(df))]
+    first_fp: dict[str, int] = {}
+    first_probe: dict[str, int] = {}
+    for i, r in df.iterrows():
+        if r["_nonfinite"]:
+            flags[i].append("broken:nonfinite")
+        dup = first_fp.get(r["fingerprint"], first_probe.get(r["_probe"]))
+        if dup is not None:
+            flags[i].append(f"duplicate_of:{dup}")
+        first_fp.setdefault(r["fingerprint"], int(r["step"]))
+        first_probe.setdefault(r["_probe"], int(r["step"]))
+    # Perplexity outliers, against neighbours that are themselves fine so far.
+    ok = [i for i in range(len(df)) if not flags[i]]
+    margin = math.log(ratio)
+    for k, i in enumerate(ok):
+        lp = df.loc[i, "_logppl"]
+        prev = df.loc[ok[k - 1], "_logppl"] if k > 0 else None
+        nxt = df.loc[ok[k + 1], "_logppl"] if k + 1 < len(ok) else None
+        if prev is None:
+            continue  # the first checkpoint may be much worse: that is training
+        if lp - prev > margin and (nxt is None or lp - nxt > margin):
+            flags[i].append("broken:perplexity")
+    return [";".join(f) for f in flags]
+
+
+def usable(df: pd.DataFrame, include_flagged: bool = False) -> list[int]:
+    """The steps later stages should use; flagged steps are left out (and reported) unless asked."""
+    flagged = df[df["flags"].astype(str) != ""]
+    if include_flagged:
+        if len(flagged):
+            info(f"including flagged checkpoints as asked: {_describe(flagged)}")
+        return [int(s) for s in df["step"]]
+    if len(flagged):
+        info(
+            f"skipping flagged checkpoints (use include_flagged to keep them): {_describe(flagged)}"
+        )
+    return [int(s) for s in df.loc[df["flags"].astype(str) == "", "step"]]
+
+
+def _describe(flagged: pd.DataFrame) -> str:
+    return ", ".join(f"step {int(r.step)} ({r.flags})" for r in flagged.itertuples())

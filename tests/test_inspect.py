@@ -1,0 +1,93 @@
+"""Series inspection: duplicates, broken checkpoints, usable steps, the CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from babelscope.checkpoints.inspect import inspect_series, usable
+from babelscope.checkpoints.series import resolve_series
+from helpers import TINY_TEXTS
+
+TEXTS = {lang: sents[6:] for lang, sents in TINY_TEXTS.items()}
+
+
+def _scale_weights(src, dst, factor: float | None = None, nan: bool = False):
+    """Copy a checkpoint, multiplying its weights (a broken checkpoint) or putting a NaN in."""
+    from transformers import AutoModelForCausalLM
+
+    shutil.copytree(src, dst)
+    model = AutoModelForCausalLM.from_pretrained(dst)
+    with torch.no_grad():
+        for p in model.parameters():
+            if factor is not None:
+                p.mul_(factor)
+        if nan:
+            next(iter(model.parameters())).view(-1)[0] = float("nan")
+    model.save_pretrained(dst)
+
+
+@pytest.fixture(scope="module")
+def flawed_series(tmp_path_factory, tiny_series_dir):
+    """step 0, 1, 2 fine; 3 a byte copy of 1; 4 with exploded weights; 5 with a NaN; 6 fine."""
+    root = tmp_path_factory.mktemp("flawed")
+    for i in range(3):
+        shutil.copytree(tiny_series_dir / f"step-{i}", root / f"step-{i}")
+    shutil.copytree(tiny_series_dir / "step-1", root / "step-3")
+    _scale_weights(tiny_series_dir / "step-2", root / "step-4", factor=40.0)
+    _scale_weights(tiny_series_dir / "step-2", root / "step-5", nan=True)
+    shutil.copytree(tiny_series_dir / "step-0", root / "step-6")
+    return root
+
+
+def test_flags_duplicates_and_broken_checkpoints(flawed_series):
+    df = inspect_series(resolve_series(flawed_series), TEXTS)
+    assert df["step"].tolist() == list(range(7))
+    assert {f"ppl_{lang}" for lang in TEXTS} <= set(df.columns) and (df["params"] > 0).all()
+    flags = dict(zip(df["step"], df["flags"], strict=True))
+    assert flags[0] == flags[1] == flags[2] == ""
+    assert flags[3] == "duplicate_of:1"
+    assert flags[4] == "broken:perplexity"
+    assert "broken:nonfinite" in flags[5]
+    assert flags[6] == "duplicate_of:0"
+    assert usable(df) == [0, 1, 2]
+    assert usable(df, include_flagged=True) == list(range(7))
+
+
+def _cli(argv: list[str]) -> None:
+    from babelscope.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code in (0, None)
+
+
+def test_cli_prints_a_table_or_json_and_writes_only_with_out(flawed_series, tmp_path, capsys):
+    series = tmp_path / "s"
+    for i in (0, 3):
+        shutil.copytree(flawed_series / f"step-{i}", series / f"step-{i}")
+    before = sorted(p.name for p in series.rglob("*"))
+    _cli(["checkpoints", "inspect", str(series), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert [r["step"] for r in out["checkpoints"]] == [0, 3]
+    _cli(["checkpoints", "inspect", str(series)])
+    assert "fingerprint" in capsys.readouterr().out
+    assert sorted(p.name for p in series.rglob("*")) == before
+    _cli(["checkpoints", "inspect", str(series), "--out", str(tmp_path / "i.json")])
+    saved = json.loads((tmp_path / "i.json").read_text())
+    assert saved["provenance"]["stage"] == "checkpoints.inspect" and len(saved["checkpoints"]) == 2
+
+
+def test_cli_error_is_one_line(tmp_path, capsys):
+    from babelscope.cli import main
+
+    (tmp_path / "final").mkdir()
+    (tmp_path / "final" / "config.json").write_text("{}")
+    with pytest.raises(SystemExit) as e:
+        main(["checkpoints", "inspect", str(tmp_path)])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: cannot parse a step") and "\n" not in err
