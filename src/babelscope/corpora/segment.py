@@ -249,6 +249,7 @@ def sentences_from_markdown(
     out: list[str] = []
     for para in markdown_paragraphs(text, drop_chatty=drop_chatty):
         for sent in split_sentences(para, lang):
+            sent = sent.lstrip("> ")  # a quote marker left inside a line
             if len(sent) > max_chars or is_fragment(sent, lang) or sent in seen:
                 continue
             seen.add(sent)
