@@ -111,6 +111,9 @@ def test_bad_input():
         average_precision(x, np.ones(3, bool))
     with pytest.raises(BabelscopeError, match="binary"):
         average_precision(x, np.array([0, 1, 2, 1]))
-    x[0, 0] = np.nan
-    with pytest.raises(BabelscopeError, match="NaN"):
-        score_units(x, np.ones(4, bool))
+    for bad in (np.nan, np.inf, -np.inf):
+        x[0, 0] = bad
+        with pytest.raises(BabelscopeError, match="NaN or infinite"):
+            score_units(x, np.ones(4, bool))
+        with pytest.raises(BabelscopeError, match="NaN or infinite"):
+            average_precision(x.astype(np.float64) + 1e-300, np.ones(4, bool))
