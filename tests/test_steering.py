@@ -225,6 +225,13 @@ def test_run_steering_reproducible_and_resumes(steered, tiny_series_dir, monkeyp
     monkeypatch.setattr(st, "steer_checkpoint", boom)
     again = run_steering(tiny_series_dir, None, run, settings)
     pd.testing.assert_frame_equal(again, df)
+    # Batching does not change the text, so it does not invalidate finished checkpoints.
+    rebatched = run_steering(
+        tiny_series_dir, None, run, settings.model_copy(update={"batch_size": 3})
+    )
+    pd.testing.assert_frame_equal(rebatched, df)
+    one = run_steering(tiny_series_dir, None, run, settings.model_copy(update={"steps": [2]}))
+    pd.testing.assert_frame_equal(one, df[df["step"] == 2].reset_index(drop=True))
 
 
 def test_run_steering_errors(steered, tiny_series_dir, tmp_path):

@@ -450,6 +450,9 @@ def steer_checkpoint(
     return rows
 
 
+# Settings that do not change a checkpoint's rows (batching gives the same text by design).
+_NOT_IN_KEY = {"steps", "batch_size", "concepts", "max_concepts"}
+
 COLUMNS = [
     "step", "concept", "source_lang", "condition", "k", "statistic", "seed", "text",
     "detected_lang", "confidence", "lid_method", "concept_hit",
@@ -504,6 +507,7 @@ def run_steering(
     index, kind = _experts_index(out_dir)
     concepts = choose_concepts(index, settings, steps)
     lexicon = lexicon or ConceptLexicon.load()
+    lexicon_hash = settings_hash(getattr(lexicon, "table", None))
     judge = LanguageJudge(min_confidence=settings.min_confidence)
     experts_file = out_dir / "results" / "experts.parquet"
     experts_hash = sha256_file(experts_file)
@@ -533,8 +537,9 @@ def run_steering(
         loaded = load_checkpoint(ckpt, dtype=dtype, device=device)
         fingerprints[step] = loaded.fingerprint
         key = settings_hash(
-            {"settings": settings.model_dump(mode="json"), "fp": loaded.fingerprint,
-             "experts": experts_hash, "concepts": todo, "step": step}
+            {"settings": settings.model_dump(mode="json", exclude=_NOT_IN_KEY),
+             "fp": loaded.fingerprint, "experts": experts_hash, "lexicon": lexicon_hash,
+             "concepts": todo, "step": step}
         )  # fmt: skip
         part_path = out_dir / "cache" / "steering" / key / f"step-{step}.parquet"
         if part_path.exists():
@@ -551,6 +556,8 @@ def run_steering(
             ks[step] = int(part["k"].iloc[0])
         parts.append(part)
         del loaded
+        if str(device).startswith("cuda"):
+            torch.cuda.empty_cache()
     df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)
     df = df[COLUMNS].astype({"step": "int64", "seed": "int64", "k": "int64", "concept_hit": "bool"})
     meta = provenance(
