@@ -80,7 +80,7 @@ def test_split_leak_would_be_visible():
     assert res[0]["accuracy"] < 0.4
     perm = np.random.default_rng(0).permutation(len(lang))  # a leaky split by token
     tr, te = perm[: len(perm) * 4 // 5], perm[len(perm) * 4 // 5 :]
-    correct, _ = _fit_score(X["B"][tr], lang[tr], X["B"][te], lang[te], C=1.0, max_iter=300)
+    correct, _ = _fit_score(X["B"][tr], lang[tr], X["B"][te], lang[te], C=1.0, max_iter=300, tol=1e-4)
     assert correct / len(te) > 0.45  # well above chance (0.25): the probe memorised sentences
 
 
