@@ -237,3 +237,24 @@ def test_bad_input(tiny, tmp_path):
         Intervention.load(tmp_path / "bad.json")
     e = pytest.raises(BabelscopeError, Intervention.from_experts, sc, total + 1)
     assert "\n" not in str(e.value)
+
+
+def test_linear_all_units_span_the_layers_modules(tiny):
+    """With several hook points in a layer, unit indices run over their concatenation."""
+    model, _ = tiny
+    points = [p for p in hook_points(model, "linear_all") if p.layer == 1]
+    assert len(points) > 1
+    second = points[1]
+    unit = points[0].width + 3  # unit 3 of the layer's second module
+    got = {}
+    with torch.no_grad(), Intervention([(1, unit, 9.0)], kind="linear_all").attach(model):
+        # Registered after the forcing hook: sees the output the model goes on with.
+        h = second.module.register_forward_hook(lambda m, a, o: got.update(y=o.detach().clone()))
+        try:
+            model(input_ids=torch.tensor([[2, 10, 11]]))
+        finally:
+            h.remove()
+    assert torch.all(got["y"][..., 3] == 9.0)
+    iv = Intervention.random_units(model, 5, statistic="zero", kind="linear_all", seed=1)
+    with iv.attach(model):
+        pass

@@ -229,29 +229,38 @@ class Intervention:
         manager) whose ``remove()`` takes them off and leaves the model as it was."""
         from babelscope.activations.neurons import hook_points
 
-        points = {}
+        # A layer may hold several hook points (``linear_all``): its unit index runs over
+        # their concatenation, in hook_points order.
+        points: dict[int, list[Any]] = {}
         for hp in hook_points(model, kind=self.kind):
-            points.setdefault(hp.layer, hp)
+            points.setdefault(hp.layer, []).append(hp)
         handle = InterventionHandle()
         try:
             for la, (units, values) in self.by_layer().items():
-                hp = points.get(la)
-                if hp is None:
+                if la not in points:
                     raise BabelscopeError(
                         f"the intervention forces layer {la} but the model has {self.kind} layers "
                         f"{min(points)}..{max(points)}: it was made for another model"
                     )
-                if max(units) >= hp.width:
+                width = sum(hp.width for hp in points[la])
+                if max(units) >= width:
                     raise BabelscopeError(
                         f"the intervention forces unit {max(units)} of layer {la}, which has "
-                        f"{hp.width} units: it was made for another model"
+                        f"{width} units: it was made for another model"
                     )
-                hook = _ForceHook(units, values)
-                if hp.reads == "input":
-                    h = hp.module.register_forward_pre_hook(hook.pre, with_kwargs=True)
-                else:
-                    h = hp.module.register_forward_hook(hook.post)
-                handle._handles.append(h)
+                start = 0
+                for hp in points[la]:
+                    mine = [(u - start, v) for u, v in zip(units, values, strict=True)
+                            if start <= u < start + hp.width]  # fmt: skip
+                    start += hp.width
+                    if not mine:
+                        continue
+                    hook = _ForceHook([u for u, _ in mine], [v for _, v in mine])
+                    if hp.reads == "input":
+                        h = hp.module.register_forward_pre_hook(hook.pre, with_kwargs=True)
+                    else:
+                        h = hp.module.register_forward_hook(hook.post)
+                    handle._handles.append(h)
         except BaseException:
             handle.remove()
             raise
@@ -394,14 +403,18 @@ class _ForceHook:
 
 
 def _layers_widths(obj: Any, kind: str) -> tuple[list[int], list[int]]:
+    """Unit layers and their widths (a layer's hook points summed, as in UnitScores)."""
     if hasattr(obj, "widths") and hasattr(obj, "layers"):  # UnitScores
         return [int(x) for x in obj.layers], [int(x) for x in obj.widths]
     if hasattr(obj, "named_modules"):  # a model
         from babelscope.activations.neurons import hook_points
 
         obj = hook_points(obj, kind=kind)
-    points = list(obj)
-    return [int(p.layer) for p in points], [int(p.width) for p in points]
+    widths: dict[int, int] = {}
+    for p in obj:
+        widths[int(p.layer)] = widths.get(int(p.layer), 0) + int(p.width)
+    layers = sorted(widths)
+    return layers, [widths[la] for la in layers]
 
 
 def _layer_width(scores: Any, layer: int) -> int:
