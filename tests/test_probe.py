@@ -80,7 +80,9 @@ def test_split_leak_would_be_visible():
     assert res[0]["accuracy"] < 0.4
     perm = np.random.default_rng(0).permutation(len(lang))  # a leaky split by token
     tr, te = perm[: len(perm) * 4 // 5], perm[len(perm) * 4 // 5 :]
-    correct, _ = _fit_score(X["B"][tr], lang[tr], X["B"][te], lang[te], C=1.0, max_iter=300, tol=1e-4)
+    correct, _ = _fit_score(
+        X["B"][tr], lang[tr], X["B"][te], lang[te], C=1.0, max_iter=300, tol=1e-4
+    )
     assert correct / len(te) > 0.45  # well above chance (0.25): the probe memorised sentences
 
 
@@ -136,3 +138,118 @@ def test_bad_input_is_one_line():
         ProbeSettings(bogus=1)
     with pytest.raises(ValueError):
         ProbeSettings(level="word")
+
+
+# --------------------------------------------------------------------------- over a series
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    from babelscope.corpora.corpus import save_corpus
+    from helpers import tiny_corpus
+
+    d = tmp_path_factory.mktemp("data")
+    save_corpus(tiny_corpus(), d, {"sources": ["tiny"]})
+    return d
+
+
+def tiny_settings(**kw) -> ProbeSettings:
+    base = dict(sentences_per_language=8, tokens_per_language=40, seeds=[0, 1], n_jobs=1)
+    return ProbeSettings(**(base | kw))
+
+
+def test_run_probe_end_to_end_with_provenance_and_resume(
+    tiny_series_dir, tiny_data, tmp_path, monkeypatch
+):
+    from babelscope.analysis import probe as probe_mod
+    from babelscope.checkpoints.series import resolve_series
+    from babelscope.corpora.corpus import data_hash
+    from babelscope.io import read_parquet_metadata
+
+    series = resolve_series(str(tiny_series_dir))
+    settings = tiny_settings()
+    df = probe_mod.run_probe(series, tiny_data, tmp_path, settings)
+    path = tmp_path / "results" / "probe.parquet"
+    back = pd.read_parquet(path)
+    assert list(back.columns) == probe_mod.RESULT_COLUMNS
+    pd.testing.assert_frame_equal(back, df)
+    assert sorted(back["step"].unique()) == [0, 1, 2]
+    assert sorted(back["layer"].unique()) == [0, 1, 2]  # embeddings + 2 blocks
+    assert len(back) == 3 * 3 * 2  # steps x layers x seeds
+    assert (back["n_languages"] == 4).all() and (back["chance"] == 0.25).all()
+    assert back["accuracy"].between(0, 1).all() and back["control_accuracy"].between(0, 1).all()
+    assert np.allclose(back["selectivity"], back["accuracy"] - back["control_accuracy"])
+    meta = read_parquet_metadata(path)
+    assert meta["stage"] == "probe"
+    assert meta["data_hash"] == data_hash(tiny_data)
+    assert meta["settings"] == settings.model_dump()
+    assert set(meta["fingerprints"]) == {"0", "1", "2"}
+    assert len(set(meta["fingerprints"].values())) == 3
+    assert meta["languages"] == ["deu", "eng", "spa", "zho"]
+
+    # Resume: finished steps are reused, nothing is loaded again.
+    def no_load(*a, **k):
+        raise AssertionError("a finished checkpoint was loaded again")
+
+    monkeypatch.setattr("babelscope.checkpoints.series.load_checkpoint", no_load)
+    again = probe_mod.run_probe(
+        series, tiny_data, tmp_path, tiny_settings(n_jobs=2)
+    )  # n_jobs: not in the key
+    pd.testing.assert_frame_equal(again, df)
+    with pytest.raises(AssertionError, match="loaded again"):  # other settings: recomputed
+        probe_mod.run_probe(series, tiny_data, tmp_path, tiny_settings(C=0.5))
+
+
+def test_run_probe_sentence_level_and_layers(tiny_series_dir, tiny_data, tmp_path):
+    from babelscope.analysis.probe import run_probe
+    from babelscope.checkpoints.series import resolve_series
+
+    series = resolve_series(str(tiny_series_dir))
+    series.checkpoints = series.checkpoints[:1]
+    df = run_probe(
+        series, tiny_data, tmp_path, tiny_settings(level="sentence", layers=[0, 2], seeds=[0])
+    )
+    assert sorted(df["layer"]) == [0, 2]
+    # 8 sentences per language, 20% tested: 2 per language.
+    assert (df["n_test"] == 4 * 2).all() and (df["n_train"] == 4 * 6).all()
+
+
+def test_run_probe_bad_input(tiny_series_dir, tiny_data, tmp_path):
+    from babelscope.analysis.probe import run_probe
+    from babelscope.checkpoints.series import resolve_series
+
+    series = resolve_series(str(tiny_series_dir))
+    with pytest.raises(BabelscopeError, match=r"layer 5 is out of range.*0\.\.2"):
+        run_probe(series, tiny_data, tmp_path, tiny_settings(layers=[0, 5]))
+    with pytest.raises(BabelscopeError, match=r"language deu has 8 sentences.*asks for 9"):
+        run_probe(series, tiny_data, tmp_path, tiny_settings(sentences_per_language=9))
+    with pytest.raises(BabelscopeError, match="at least two languages.*eng"):
+        run_probe(series, tiny_data, tmp_path, tiny_settings(languages=["eng"]))
+    assert not (tmp_path / "results" / "probe.parquet").exists()
+
+
+def test_cli_probe(tiny_series_dir, tiny_data, tmp_path, capsys):
+    from babelscope.cli import main
+
+    out = tmp_path / "run"
+    args = ["probe", "--series", str(tiny_series_dir), "--data", str(tiny_data), "--out", str(out),
+            "--sentences-per-language", "6", "--tokens-per-language", "30", "--seeds", "0",
+            "--layers", "0,2", "--languages", "eng,zho", "--n-jobs", "1"]  # fmt: skip
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert e.value.code == 0
+    df = pd.read_parquet(out / "results" / "probe.parquet")
+    assert sorted(df["layer"].unique()) == [0, 2] and (df["n_languages"] == 2).all()
+    assert (out / "figures" / "probe_heatmap.png").exists() and (
+        out / "figures" / "probe_by_layer.svg"
+    ).exists()
+    assert "LID probe accuracy" in capsys.readouterr().out
+
+    for bad, msg in [(["--layers", "0,9"], "layer 9 is out of range"), (["--layers", "x"], "not an integer"),
+                     (["--level", "word"], "token or sentence"), (["--folds", "1"], "folds")]:  # fmt: skip
+        with pytest.raises(SystemExit) as e:
+            main(args + bad)
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        errors = [line for line in err.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and msg in errors[0], err

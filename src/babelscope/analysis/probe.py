@@ -431,13 +431,11 @@ def _tokens_per_sentence(settings: ProbeSettings) -> int | None:
 
 def _activations(
     model: Any, tokenizer: Any, texts: list[str], text_lang: np.ndarray, layers: list[int], settings: ProbeSettings,
-    device: str,
 ) -> tuple[dict[int, np.ndarray], np.ndarray, np.ndarray]:  # fmt: skip
     """One forward pass over ``texts``: per layer the rows to probe, their language and sentence."""
     from babelscope.activations.extract import extract_pooled, extract_token_samples
 
-    common = dict(kind="residual", layers=layers, batch_size=settings.batch_size, max_length=settings.max_length,
-                  device=device)  # fmt: skip
+    common = dict(kind="residual", layers=layers, batch_size=settings.batch_size, max_length=settings.max_length)  # fmt: skip
     if settings.level == "sentence":
         pooled = extract_pooled(model, tokenizer, texts, pooling="mean", **common)
         arrays = {layer: pooled.get(layer) for layer in layers}
@@ -525,7 +523,7 @@ def run_probe(
         loaded = load_checkpoint(ckpt, dtype=dtype, device=device)
         layers = check_layers(settings.layers, _n_residual_layers(loaded.model))
         arrays, row_lang, row_sid = _activations(
-            loaded.model, loaded.tokenizer, texts, text_lang, layers, settings, device
+            loaded.model, loaded.tokenizer, texts, text_lang, layers, settings
         )
         del loaded.model  # free the weights before the probes fork their workers
         df = probe_layers(arrays, row_lang, row_sid, settings)
