@@ -147,6 +147,7 @@ def _usable_series(run: Run):
 
 def stage_probe(run: Run) -> dict[str, Any]:
     from babelscope.analysis.probe import run_probe
+    from babelscope.report.figures.probe import plot_probe
 
     df = run_probe(
         _usable_series(run),
@@ -156,6 +157,7 @@ def stage_probe(run: Run) -> dict[str, Any]:
         device=run.device,
         dtype=run.cfg.model.dtype,
     )
+    plot_probe(df, run.dir / "figures")
     return {"rows": len(df)}
 
 
@@ -171,13 +173,16 @@ def stage_experts(run: Run) -> dict[str, Any]:
 
 def stage_align(run: Run) -> dict[str, Any]:
     from babelscope.analysis.alignment import run_alignment
+    from babelscope.report.figures.alignment import plot_alignment
 
     df = run_alignment(run.dir, run.cfg.align)
+    plot_alignment(run.dir)
     return {"rows": len(df)}
 
 
 def stage_steer(run: Run) -> dict[str, Any]:
     from babelscope.analysis.steering import run_steering
+    from babelscope.report.figures.steering import plot_steering
 
     df = run_steering(
         _usable_series(run),
@@ -187,6 +192,8 @@ def stage_steer(run: Run) -> dict[str, Any]:
         device=run.device,
         dtype=run.cfg.model.dtype,
     )
+    if len(df):
+        plot_steering(df, run.dir / "figures")
     return {"rows": len(df)}
 
 
