@@ -32,8 +32,8 @@ def fake_run(tmp_path):
         ]})
     )  # fmt: skip
     rows = [
-        dict(step=s, layer=l, seed=0, accuracy=0.5 + 0.1 * l, control_accuracy=0.25, chance=0.25)
-        for s in (0, 8) for l in range(3)
+        dict(step=s, layer=i, seed=0, accuracy=0.5 + 0.1 * i, control_accuracy=0.25, chance=0.25)
+        for s in (0, 8) for i in range(3)
     ]  # fmt: skip
     pd.DataFrame(rows).to_parquet(run / "results" / "probe.parquet")
     return run
@@ -44,7 +44,7 @@ def test_report_is_self_contained(tmp_path):
     path = render_report(run)
     html = path.read_text()
     assert html.count("data:image/png;base64,") == 4
-    assert "src=\"http" not in html and "href=\"http" not in html
+    assert 'src="http' not in html and 'href="http' not in html
     assert "1 checkpoint(s) flagged" in html
     assert "Language identification by layer" in html
     assert "Probe accuracy (mean over seeds)" in html
@@ -55,7 +55,9 @@ def _chromium():
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(_chromium() is None, reason="chromium not installed (make test installs Debian's chromium)")
+@pytest.mark.skipif(
+    _chromium() is None, reason="chromium not installed (make test installs Debian's chromium)"
+)
 def test_report_renders_in_headless_chromium(tmp_path):
     run = fake_run(tmp_path)
     path = render_report(run)
@@ -65,7 +67,10 @@ def test_report_renders_in_headless_chromium(tmp_path):
         f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000",
     ]  # fmt: skip
     dom = subprocess.run(
-        [_chromium(), *flags, "--dump-dom", path.as_uri()], capture_output=True, text=True, timeout=120
+        [_chromium(), *flags, "--dump-dom", path.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
     ).stdout
     assert 'data-images="4"' in dom, dom[:500]
     assert 'data-broken-images="0"' in dom

@@ -166,7 +166,7 @@ def stage_experts(run: Run) -> dict[str, Any]:
 
     df = run_experts(
         _usable_series(run), run.cfg.data_dir, run.dir, run.cfg.experts,
-        cache_dir=run.cache, device=run.device, dtype=run.cfg.model.dtype,
+        cache_dir=run.cache / "activations", device=run.device, dtype=run.cfg.model.dtype,
     )  # fmt: skip
     return {"rows": len(df)}
 
