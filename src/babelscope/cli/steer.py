@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
         ),
         concept: list[str] = typer.Option(
             None,
-            help="Concept(s) to steer (repeat or comma-separate); default: those with experts.",
+            help="Concept(s) to steer (repeat or comma-separate); default: the first 4 with experts.",
         ),
         source_lang: str = typer.Option(
             "spa", help="Language the experts were found in (ISO 639-3)."
