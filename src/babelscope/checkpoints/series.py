@@ -14,7 +14,8 @@
   revision is its sub-directory of that name (the same layout offline, which is how the
   tests exercise this path).
 - an **explicit list** of ``{"step": N, "path": DIR}``, ``{"step": N, "revision": R}`` (with
-  a ``repo`` around it), ``{"step": N, "gguf": FILE}``, or ``(step, path_or_revision)`` pairs,
+  a ``repo`` around it), ``{"step": N, "gguf": FILE}`` (or a ``path`` ending in ``.gguf``), or
+  ``(step, path_or_revision)`` pairs,
   as a list or as ``{"name": ..., "repo": ..., "tokenizer": ..., "checkpoints": [...]}``.
 - a **GGUF file** (``transformers``' ``gguf_file=``): one checkpoint.
 - a **JSON or TOML file** holding any of the above.
@@ -28,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +53,11 @@ TOKENIZER_FILES = (
 )
 DTYPES = {"fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16",
           "fp16": "float16", "float16": "float16"}  # fmt: skip
+
+
+def _first_line(e: BaseException) -> str:
+    """The first line of an exception's message (its repr when it has none)."""
+    return str(e).splitlines()[0] if str(e).strip() else repr(e)
 
 
 def parse_step(name: str) -> int | None:
@@ -280,8 +287,13 @@ def _entry(e: Any, defaults: dict[str, Any]) -> Checkpoint:
         raise BabelscopeError(f"checkpoint step must be an integer, not {e['step']!r}") from None
     tokenizer = e.get("tokenizer", defaults.get("tokenizer"))
     tokenizer = str(tokenizer) if tokenizer else None
-    if e.get("gguf"):
-        g = Path(e["gguf"])
+    gguf_path = e.get("gguf") or (
+        e.get("path")
+        if str(e.get("path", "")).endswith(".gguf") and not e.get("gguf_file")
+        else None
+    )
+    if gguf_path:  # {"gguf": FILE}, or a "path" (or a pair) naming a .gguf file
+        g = Path(gguf_path)
         return Checkpoint(step, str(g.parent), tokenizer=tokenizer, gguf_file=g.name)
     if e.get("path"):
         return Checkpoint(step, str(e["path"]), tokenizer=tokenizer, gguf_file=e.get("gguf_file"))
@@ -315,10 +327,8 @@ def _config(c: Checkpoint) -> Any:
         if c.gguf_file:
             kw["gguf_file"] = c.gguf_file
         return AutoConfig.from_pretrained(c.source, **kw)
-    except (OSError, ValueError) as e:
-        raise BabelscopeError(
-            f"cannot read the config of {c.label}: {str(e).splitlines()[0]}"
-        ) from None
+    except (OSError, ValueError, IndexError, struct.error) as e:
+        raise BabelscopeError(f"cannot read the config of {c.label}: {_first_line(e)}") from None
 
 
 def architecture_signature(config: Any) -> str:
@@ -358,9 +368,29 @@ def _disagreement(what: str, sig_by_step: dict[int, str]) -> None:
         )
 
 
+def _check_gguf(c: Checkpoint) -> None:
+    """A local GGUF file exists and its header and tensor table fit in it (weights not read)."""
+    path = Path(c.source) / str(c.gguf_file)
+    if not path.is_file():
+        raise BabelscopeError(f"{c.label}: no GGUF file {path}")
+    try:
+        from gguf import GGUFReader
+    except ImportError:  # transformers says what to install when it loads the file
+        return
+    try:
+        GGUFReader(str(path))
+    except (OSError, ValueError, KeyError, IndexError, struct.error) as e:
+        raise BabelscopeError(
+            f"{c.label}: {path} is not a whole GGUF file (truncated or corrupt: {_first_line(e)}); "
+            "download or convert it again"
+        ) from None
+
+
 def check_series(series: CheckpointSeries) -> None:
     """Weights present (local), one architecture, one tokenizer — else a one-line error."""
     for c in series:
+        if c.is_local and c.gguf_file:
+            _check_gguf(c)
         if c.is_local and not c.gguf_file:
             d = Path(c.source)
             if not d.is_dir():
@@ -451,9 +481,9 @@ def _load_tokenizer(c: Checkpoint) -> Any:
             kw["gguf_file"] = c.gguf_file
     try:
         return AutoTokenizer.from_pretrained(src, **kw)
-    except (OSError, ValueError, TypeError) as e:
+    except (OSError, ValueError, TypeError, IndexError, struct.error) as e:
         raise BabelscopeError(
-            f"cannot load the tokenizer of {c.label} from {src}: {str(e).splitlines()[0] if str(e) else e!r}; "
+            f"cannot load the tokenizer of {c.label} from {src}: {_first_line(e)}; "
             "give the series a 'tokenizer'"
         ) from None
 
@@ -491,10 +521,8 @@ def load_checkpoint(ckpt: Checkpoint, dtype: str = "fp32", device: str = "cpu") 
     dev = resolve_device(device)
     try:
         model = AutoModelForCausalLM.from_pretrained(ckpt.source, **kw)
-    except (OSError, ValueError, KeyError) as e:
-        raise BabelscopeError(
-            f"cannot load {ckpt.label}: {str(e).splitlines()[0] if str(e) else e!r}"
-        ) from None
+    except (OSError, ValueError, KeyError, IndexError, struct.error) as e:
+        raise BabelscopeError(f"cannot load {ckpt.label}: {_first_line(e)}") from None
     model.to(dev).eval()
     family = family_of(model)
     return LoadedCheckpoint(
