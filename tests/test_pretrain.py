@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from helpers import tiny_corpus
 from safetensors.torch import load_file
 
 from babelscope.corpora.corpus import save_corpus
@@ -24,6 +23,7 @@ from babelscope.pretrain import MICRO_CONFIG, load_pretrain_config, parse_pretra
 from babelscope.pretrain import checkpoint as ck
 from babelscope.pretrain.tokenizer import BOS_ID, EOS_ID
 from babelscope.pretrain.train import LOG_FILE, RUN_FILE, heldout_column
+from helpers import tiny_corpus
 
 
 def micro(**sections) -> object:
@@ -182,16 +182,33 @@ def test_torn_checkpoint_is_never_listed_and_staging_is_cleaned(data_dir, tmp_pa
 def test_resume_after_sigkill_equals_uninterrupted(data_dir, tmp_path):
     """A CLI run killed with SIGKILL mid-way, resumed, ends with the uninterrupted weights."""
     cfg_file = tmp_path / "longer.toml"
-    cfg_file.write_text(MICRO_CONFIG.read_text().replace("steps = 12", "steps = 400").replace("save_every = 5", "save_every = 50"))
+    cfg_file.write_text(
+        MICRO_CONFIG.read_text()
+        .replace("steps = 12", "steps = 400")
+        .replace("save_every = 5", "save_every = 50")
+    )
     cfg = load_pretrain_config(cfg_file)
     out = tmp_path / "killed"
     env = {**os.environ, "BABELSCOPE_QUIET": "1"}
-    cmd = [sys.executable, "-m", "babelscope", "pretrain", "--config", str(cfg_file), "--data", str(data_dir), "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "babelscope",
+        "pretrain",
+        "--config",
+        str(cfg_file),
+        "--data",
+        str(data_dir),
+        "--out",
+        str(out),
+    ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
         while not ck.checkpoint_dir(out, 64).exists():
-            assert proc.poll() is None and time.monotonic() < deadline, "run ended before it could be killed"
+            assert proc.poll() is None and time.monotonic() < deadline, (
+                "run ended before it could be killed"
+            )
             time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
     finally:
@@ -251,7 +268,10 @@ def test_language_subset_trains_only_those(data_dir, tmp_path):
     out = tmp_path / "sub"
     pretrain(micro(languages=["eng", "zho"], train={"steps": 3}), data_dir, out)
     log = pd.read_parquet(out / LOG_FILE)
-    assert {c for c in log.columns if c.startswith("heldout_loss_")} == {"heldout_loss_eng", "heldout_loss_zho"}
+    assert {c for c in log.columns if c.startswith("heldout_loss_")} == {
+        "heldout_loss_eng",
+        "heldout_loss_zho",
+    }
 
 
 # --- samples ----------------------------------------------------------------------------

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from helpers import TINY_TEXTS
-
 from babelscope.pretrain.config import TokenizerConfig
 from babelscope.pretrain.tokenizer import (
     BOS_ID,
@@ -14,15 +12,23 @@ from babelscope.pretrain.tokenizer import (
     load_tokenizer,
     train_tokenizer,
 )
+from helpers import TINY_TEXTS
 
 
 def _train(vocab_size: int = 320):
-    return train_tokenizer(TINY_TEXTS, TokenizerConfig(vocab_size=vocab_size, min_frequency=1), model_max_length=32)
+    return train_tokenizer(
+        TINY_TEXTS, TokenizerConfig(vocab_size=vocab_size, min_frequency=1), model_max_length=32
+    )
 
 
 def test_special_ids_and_bos_added_on_encode(tmp_path):
     tok = _train()
-    assert (tok.bos_token_id, tok.pad_token_id, tok.eos_token_id, tok.unk_token_id) == (BOS_ID, PAD_ID, EOS_ID, UNK_ID)
+    assert (tok.bos_token_id, tok.pad_token_id, tok.eos_token_id, tok.unk_token_id) == (
+        BOS_ID,
+        PAD_ID,
+        EOS_ID,
+        UNK_ID,
+    )
     ids = tok("The water is cold.")["input_ids"]
     assert ids[0] == BOS_ID and EOS_ID not in ids
     # Generation "from BOS alone": the empty string encodes to BOS only.

@@ -15,23 +15,38 @@ def register(app: typer.Typer) -> None:
     def pretrain_cmd(
         config: Annotated[
             Path | None,
-            typer.Option("--config", help="Pre-training TOML (default: the embedded pretrain/default.toml)."),
+            typer.Option(
+                "--config", help="Pre-training TOML (default: the embedded pretrain/default.toml)."
+            ),
         ] = None,
-        data: Annotated[Path, typer.Option("--data", help="Data directory holding corpus.parquet.")] = Path(
-            "data/embedded"
-        ),
-        out: Annotated[Path, typer.Option("--out", help="Run directory; checkpoints go to OUT/checkpoints.")] = Path(
-            "runs/demo/model"
-        ),
+        data: Annotated[
+            Path, typer.Option("--data", help="Data directory holding corpus.parquet.")
+        ] = Path("data/embedded"),
+        out: Annotated[
+            Path, typer.Option("--out", help="Run directory; checkpoints go to OUT/checkpoints.")
+        ] = Path("runs/demo/model"),
         resume: Annotated[
-            bool, typer.Option("--resume", help="Continue an interrupted run from its latest checkpoint.")
+            bool,
+            typer.Option(
+                "--resume", help="Continue an interrupted run from its latest checkpoint."
+            ),
         ] = False,
-        force: Annotated[bool, typer.Option("--force", help="Replace the run that OUT holds.")] = False,
+        force: Annotated[
+            bool, typer.Option("--force", help="Replace the run that OUT holds.")
+        ] = False,
         samples: Annotated[
-            int, typer.Option("--samples", min=0, help="Afterwards print N texts sampled from BOS by the last checkpoint.")
+            int,
+            typer.Option(
+                "--samples",
+                min=0,
+                help="Afterwards print N texts sampled from BOS by the last checkpoint.",
+            ),
         ] = 0,
         prompt: Annotated[
-            list[str] | None, typer.Option("--prompt", help="With --samples: continue this text instead (repeatable).")
+            list[str] | None,
+            typer.Option(
+                "--prompt", help="With --samples: continue this text instead (repeatable)."
+            ),
         ] = None,
         seed: Annotated[int, typer.Option("--seed", help="Seed of the --samples draws.")] = 0,
     ) -> None:
