@@ -22,7 +22,9 @@ def test_default_is_valid_and_roundtrips(tmp_path):
 
 
 def test_unknown_key_names_nearest(tmp_path):
-    with pytest.raises(BabelscopeError, match=r"unknown key 'data.langauges'.*did you mean 'languages'"):
+    with pytest.raises(
+        BabelscopeError, match=r"unknown key 'data.langauges'.*did you mean 'languages'"
+    ):
         load_config(write(tmp_path, '[data]\nlangauges = ["eng"]\n'))
     with pytest.raises(BabelscopeError, match=r"unknown key 'probee'.*did you mean 'probe'"):
         load_config(write(tmp_path, "[probee]\n"))
@@ -61,3 +63,15 @@ def test_sections_are_the_stage_settings():
     from babelscope.analysis.probe import ProbeSettings
 
     assert isinstance(RunConfig().probe, ProbeSettings)
+
+
+def test_paths_inside_a_listed_series_resolve_against_the_file(tmp_path):
+    (tmp_path / "a.gguf").write_bytes(b"")
+    cfg = load_config(
+        write(
+            tmp_path,
+            '[model]\nseries = [{ step = 1, gguf = "a.gguf" }, { step = 2, path = "b" }]\n',
+        )
+    )
+    assert cfg.model.series[0]["gguf"] == str((tmp_path / "a.gguf").resolve())
+    assert cfg.model.series[1]["path"] == str((tmp_path / "b").resolve())

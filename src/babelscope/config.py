@@ -215,8 +215,18 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
         if isinstance(raw.get(sec), dict):
             fix(raw[sec], key)
     model = raw.get("model")
-    if isinstance(model, dict) and isinstance(model.get("series"), str):
-        fix(model, "series")
+    if isinstance(model, dict):
+        series = model.get("series")
+        if isinstance(series, str):
+            fix(model, "series")
+        # Entries of a listed series name local files too (path / gguf / a local repo).
+        entries = (
+            series if isinstance(series, list) else [series] if isinstance(series, dict) else []
+        )
+        for entry in entries:
+            if isinstance(entry, dict):
+                for key in ("path", "gguf", "repo", "tokenizer"):
+                    fix(entry, key)
     if isinstance(raw.get("out"), str):
         fix(raw, "out")
 
