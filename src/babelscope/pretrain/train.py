@@ -142,7 +142,7 @@ def _prepare_out_dir(out_dir: Path, run_id: str, resume: bool, force: bool, last
     ck.clean_staging(out_dir)
     run_file = out_dir / RUN_FILE
     existing = ck.list_checkpoints(out_dir)
-    if not run_file.exists() and not existing and not (out_dir / ck.CHECKPOINTS_DIR).exists():
+    if not run_file.exists() and not existing:
         if resume:
             info(f"nothing to resume in {out_dir}: starting a fresh run")
         return "fresh"
@@ -163,11 +163,13 @@ def _prepare_out_dir(out_dir: Path, run_id: str, resume: bool, force: bool, last
     steps = [s for s, _ in existing]
     if last_step in steps:
         return "done"
+    if not steps:  # killed before step 0 was saved: nothing to keep
+        _clear_run(out_dir)
+        return "fresh"
     if resume:
         return "resume"
-    where = f"last checkpoint step-{steps[-1]}" if steps else "no checkpoint yet"
     raise BabelscopeError(
-        f"{out_dir} holds an unfinished run of this configuration ({where}): "
+        f"{out_dir} holds an unfinished run of this configuration (last checkpoint step-{steps[-1]}): "
         "pass --resume to continue it or --force to start over"
     )
 
@@ -192,11 +194,6 @@ def native_bf16() -> bool:
 
 def _use_bf16(setting: bool | str) -> bool:
     return native_bf16() if setting == "auto" else bool(setting)
-
-
-def _set_threads(n: int) -> None:
-    if n > 0 and torch.get_num_threads() != n:
-        torch.set_num_threads(n)
 
 
 class _Progress:
@@ -253,6 +250,28 @@ def pretrain(
     finished run of the same configuration is not trained again. ``_on_step`` is a test
     hook called after every optimisation step (raise in it to simulate a crash).
     """
+    previous = torch.get_num_threads()
+    try:
+        if config.train.threads > 0:
+            torch.set_num_threads(config.train.threads)
+        return _pretrain(
+            config, Path(data_dir), Path(out_dir), resume=resume, force=force, _on_step=_on_step
+        )
+    finally:
+        # The thread count is process-wide: later stages get theirs back.
+        if torch.get_num_threads() != previous:
+            torch.set_num_threads(previous)
+
+
+def _pretrain(
+    config: PretrainConfig,
+    data_dir: Path,
+    out_dir: Path,
+    *,
+    resume: bool,
+    force: bool,
+    _on_step: Callable[[int], None] | None,
+) -> list[Path]:
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     corpus = load_corpus(data_dir, config.languages)
     languages = list(config.languages) if config.languages else sorted(corpus["lang"].unique())
@@ -273,7 +292,6 @@ def pretrain(
         _finish(out_dir, languages)
         return [p for _, p in ck.list_checkpoints(out_dir)]
 
-    _set_threads(config.train.threads)
     seq_len = config.data.seq_len
     base_prov = provenance("pretrain", run_id=run_id, data_dir=str(data_dir), data_hash=dhash,
                            languages=languages, config=config.model_dump())  # fmt: skip
