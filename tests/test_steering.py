@@ -277,3 +277,13 @@ def test_cli_one_line_errors(steered, tiny_series_dir):
     assert res.exit_code == 0, res.output
     assert (run / "figures" / "steering_languages.png").exists()
     assert len(pd.read_parquet(run / "results" / "steering.parquet")) == 2 * 2 * 3 * 2
+
+
+def test_context_length(tiny):
+    model, tok = tiny
+    p = start_ids(tok)  # one token; the tiny models have 64 positions
+    if model.config.model_type == "gpt2":  # learned positions: a one-line error
+        with pytest.raises(BabelscopeError, match="lower max_new_tokens to 63"):
+            sample_tokens(model, p, [0], max_new_tokens=64)
+    else:  # sinusoidal positions extend: generation goes on past the configured length
+        assert len(sample_tokens(model, p, [0], max_new_tokens=66, stop_at_eos=False)[0]) == 66

@@ -60,6 +60,31 @@ def start_ids(tokenizer: Any, prompt: str | None = None) -> list[int]:
     return ids
 
 
+# Families whose positions are a learned table: past it, generation fails.
+_LEARNED_POSITIONS = {"gpt2", "opt", "gpt_bigcode", "gptj"}
+_WARNED: set[str] = set()
+
+
+def check_context(model: Any, prompt_len: int, max_new_tokens: int) -> None:
+    """Prompt + new tokens must fit a learned position table; elsewhere only a warning."""
+    total = prompt_len + max_new_tokens
+    cfg = getattr(model, "config", None)
+    limit = getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None)
+    if not limit or total <= limit:
+        return
+    if getattr(cfg, "model_type", "") in _LEARNED_POSITIONS:
+        raise BabelscopeError(
+            f"prompt + new tokens = {total} exceeds the model's {limit} positions: "
+            f"lower max_new_tokens to {max(1, limit - prompt_len)} or shorten the prompt"
+        )
+    msg = f"generating {total} positions, past the {limit} the model was configured for"
+    if msg not in _WARNED:  # once per run, not once per batch
+        from babelscope.progress import warn
+
+        _WARNED.add(msg)
+        warn(msg)
+
+
 def _keeps_last_logits(model: Any) -> bool:
     try:
         return "logits_to_keep" in inspect.signature(model.forward).parameters
@@ -126,6 +151,7 @@ def sample_tokens(
     if not 0.0 < top_p <= 1.0:
         raise BabelscopeError(f"top_p = {top_p}: choose a value in (0, 1]")
     seeds = [int(s) for s in seeds]
+    check_context(model, len(prompt_ids), max_new_tokens)
     batch_size = batch_size or max(1, len(seeds))
     device = next(model.parameters()).device
     kwargs = {"logits_to_keep": 1} if _keeps_last_logits(model) else {}
