@@ -100,7 +100,11 @@ class ProbeSettings(BaseModel):
         None, description="Parallel per-layer probes (None: all available cores)"
     )
     batch_size: int = Field(32, ge=1, description="Sentences per forward pass")
-    max_length: int | None = Field(128, ge=1, description="Truncate sentences to this many tokens")
+    max_length: int | None = Field(
+        128,
+        ge=1,
+        description="Truncate sentences to this many tokens (and never past the model's context)",
+    )
 
     @field_validator("seeds")
     @classmethod
@@ -192,7 +196,7 @@ def sentence_splits(
 
 
 class _Encoded:
-    """Rows encoded once per layer set: language index per row, sentence index per row."""
+    """The rows of one probe, encoded: language index and sentence index per row, checked."""
 
     def __init__(
         self,
@@ -244,10 +248,19 @@ class _Encoded:
             self.sent_lang, rng, test_fraction=test_fraction, folds=folds
         ):
             row_test = test_sent[self.s_of_row]
-            train = _balanced_sample(
-                [r[~row_test[r]] for r in self.rows_of_lang], target_train, rng
-            )
-            test = _balanced_sample([r[row_test[r]] for r in self.rows_of_lang], target_test, rng)
+            pools = {
+                "train": [r[~row_test[r]] for r in self.rows_of_lang],
+                "test": [r[row_test[r]] for r in self.rows_of_lang],
+            }
+            for side, pool in pools.items():
+                empty = [str(self.langs[k]) for k, p in enumerate(pool) if len(p) == 0]
+                if empty:  # only when sentences have no content tokens at all
+                    raise BabelscopeError(
+                        f"language {empty[0]} has no token vectors on the {side} side: its sentences "
+                        "are empty after tokenization; add text or raise sentences_per_language"
+                    )
+            train = _balanced_sample(pools["train"], target_train, rng)
+            test = _balanced_sample(pools["test"], target_test, rng)
             out.append((train, test))
         return out
 
@@ -433,9 +446,12 @@ def _activations(
     model: Any, tokenizer: Any, texts: list[str], text_lang: np.ndarray, layers: list[int], settings: ProbeSettings,
 ) -> tuple[dict[int, np.ndarray], np.ndarray, np.ndarray]:  # fmt: skip
     """One forward pass over ``texts``: per layer the rows to probe, their language and sentence."""
-    from babelscope.activations.extract import extract_pooled, extract_token_samples
+    from babelscope.activations.extract import context_length, extract_pooled, extract_token_samples
 
-    common = dict(kind="residual", layers=layers, batch_size=settings.batch_size, max_length=settings.max_length)  # fmt: skip
+    # Never past the model's context: positions it was not trained on would be noise.
+    limits = [n for n in (settings.max_length, context_length(model, tokenizer)) if n]
+    max_length = min(limits) if limits else None
+    common = dict(kind="residual", layers=layers, batch_size=settings.batch_size, max_length=max_length)  # fmt: skip
     if settings.level == "sentence":
         pooled = extract_pooled(model, tokenizer, texts, pooling="mean", **common)
         arrays = {layer: pooled.get(layer) for layer in layers}
