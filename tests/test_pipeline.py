@@ -133,3 +133,13 @@ def test_cli_bad_config_is_one_line(tmp_path):
         text=True,
     )
     assert r.returncode == 2 and "not found" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_redoing_a_stage_with_the_same_result_keeps_downstream_cached(finished_run):
+    cfg_path, run = finished_run
+    probe = run.dir / "results" / "probe.parquet"
+    before = probe.stat().st_mtime_ns
+    run_study(load_config(cfg_path), stages=["inspect"], force=True)
+    again = run_study(load_config(cfg_path))
+    assert probe.stat().st_mtime_ns == before
+    assert again.keys["probe"] == run.keys["probe"]

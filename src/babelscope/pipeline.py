@@ -98,7 +98,7 @@ def stage_pretrain(run: Run) -> dict[str, Any]:
     """Train the embedded series when the config names no series of its own."""
     if run.cfg.model.series is not None:
         return {"series": run.cfg.model.series, "trained": False}
-    from babelscope.pretrain.train import load_pretrain_config, pretrain
+    from babelscope.pretrain import load_pretrain_config, pretrain
 
     pcfg = load_pretrain_config(run.cfg.model.pretrain_config)
     out = run.dir / "model"
@@ -334,7 +334,9 @@ def run_study(
             continue
         console.rule(f"[bold]{stage}")
         t = time.perf_counter()
-        notes = STAGE_FUNCS[stage](run)
+        # Round-trip through JSON so fresh notes equal notes read back from the record
+        # (int keys become str): downstream keys must not depend on which it was.
+        notes = json.loads(json.dumps(STAGE_FUNCS[stage](run), default=str))
         run.keys[stage], run.notes[stage] = key, notes
         write_json_atomic(
             run.record_path(stage),
@@ -430,7 +432,12 @@ def print_summary(run: Run) -> None:
             t.add_row(m, f"{v['first']:.4g}", f"{v['last']:.4g}", ch)
         console.print(t)
     if "steering" in h:
+        # First and last steered checkpoint only: the report has every step.
+        steps = sorted({int(k.split()[1]) for k in h["steering"]})
         for k, v in h["steering"].items():
-            console.print(f"steering {k}: " + ", ".join(f"{lang} {s:.0%}" for lang, s in v.items()))
+            if int(k.split()[1]) in (steps[0], steps[-1]):
+                console.print(
+                    f"steering {k}: " + ", ".join(f"{lang} {s:.0%}" for lang, s in v.items())
+                )
     if "_seconds" in run.notes:
         console.print(f"total time {run.notes['_seconds']:.0f} s")

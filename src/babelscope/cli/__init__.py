@@ -3,6 +3,7 @@ calls into the library; user errors become one line and a non-zero exit."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -51,6 +52,12 @@ _register()
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; a BabelscopeError prints one line and exits non-zero."""
+    # babelscope draws its own progress bars; transformers' per-load bars and advisory
+    # warnings (e.g. sequence longer than the model's maximum, which we truncate and
+    # count) would bury them. Set before transformers is imported by any command.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         app(args=argv)  # standalone: click reports its own usage errors and exits
     except BabelscopeError as e:
