@@ -184,6 +184,37 @@ def _provenance(run_dir: Path) -> str:
     return "".join(parts) or "<p><em>none recorded</em></p>"
 
 
+def _what_was_run(run_dir: Path) -> str:
+    """One paragraph: the series, its checkpoints, the languages, the data hash."""
+    bits = []
+    ck = run_dir / "checkpoints.json"
+    if ck.exists():
+        info = json.loads(ck.read_text())
+        steps = [r.get("step") for r in info.get("checkpoints", [])]
+        if steps:
+            bits.append(
+                f"Series <b>{html.escape(str(info.get('series', '?')))}</b>: {len(steps)} checkpoints, "
+                f"steps {steps[0]}–{steps[-1]} ({len(info.get('usable_steps', steps))} analysed)."
+            )
+    prov = run_dir / "provenance.json"
+    if prov.exists():
+        p = json.loads(prov.read_text())
+        if p.get("data_hash"):
+            bits.append(f"Data hash <code>{html.escape(str(p['data_hash']))}</code>.")
+        env = p.get("environment", {})
+        if env:
+            bits.append(
+                "babelscope "
+                + html.escape(str(env.get("babelscope", "?")))
+                + ", torch "
+                + html.escape(str(env.get("torch", "?")))
+                + ", transformers "
+                + html.escape(str(env.get("transformers", "?")))
+                + "."
+            )
+    return f"<p>{' '.join(bits)}</p>" if bits else ""
+
+
 def render_report(run_dir: str | Path, title: str | None = None) -> Path:
     """Write ``<run_dir>/report.html`` from what the stages left there; return its path."""
     run_dir = Path(run_dir)
@@ -195,7 +226,9 @@ def render_report(run_dir: str | Path, title: str | None = None) -> Path:
         '<p class="lead">How a multilingual model moves from language-specific to shared, '
         "cross-lingual neurons over its pre-training checkpoints.</p>",
         "<h2>What was run</h2>",
-        f"<pre>{html.escape(cfg_text) or 'no configuration saved'}</pre>",
+        _what_was_run(run_dir),
+        "<details><summary>resolved configuration (config.toml)</summary>"
+        f"<pre>{html.escape(cfg_text) or 'no configuration saved'}</pre></details>",
         "<h2>Checkpoints</h2>",
         "<p>Every checkpoint is fingerprinted (hash of its weights) and sanity-checked (perplexity per "
         "language on held-out text). Duplicates and broken checkpoints are flagged.</p>",
