@@ -253,3 +253,17 @@ def test_cli_probe(tiny_series_dir, tiny_data, tmp_path, capsys):
         err = capsys.readouterr().err
         errors = [line for line in err.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and msg in errors[0], err
+
+
+def test_select_sentences_is_deterministic_heldout_first():
+    from babelscope.analysis.probe import select_sentences
+    from helpers import tiny_corpus
+
+    corpus = tiny_corpus()
+    a = select_sentences(corpus, ["eng", "zho"], 3)
+    b = select_sentences(corpus.sample(frac=1, random_state=1), ["eng", "zho"], 3)
+    assert a["id"].tolist() == b["id"].tolist()  # row order of the corpus does not matter
+    assert (
+        a["split"] == "heldout"
+    ).sum() == 4  # both held-out sentences of each language come first
+    assert a.groupby("lang").size().to_dict() == {"eng": 3, "zho": 3}

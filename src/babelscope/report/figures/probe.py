@@ -78,7 +78,7 @@ def plot_probe_heatmap(summary: pd.DataFrame, out_dir: Path) -> list[Path]:
         cb = fig.colorbar(im, ax=ax, shrink=0.9)
         if col == "accuracy":
             cb.ax.axhline(chance, color="white", lw=1.5)
-            cb.set_label(f"accuracy (colour floor = chance {chance:.3f})")
+            cb.set_label("accuracy (floor = chance, white line)")
         if len(steps) * len(layers) <= 240:  # numbers in the cells while they stay legible
             arr = grid.to_numpy()
             for i in range(arr.shape[0]):
