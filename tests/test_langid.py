@@ -109,8 +109,10 @@ def test_concept_hit_in_detected_language():
     assert concept_hit("The water is cold.", "water", "eng", lex)
     assert not concept_hit("The water is cold.", "fire", "eng", lex)
     assert concept_hit("河里的水很冷。", "water", "zho", lex)
-    # Undetermined or not in the table: every language's words are tried.
-    assert concept_hit("agua", "water", UND, lex)
+    # Undetermined is never a hit (gibberish would match single CJK characters by chance);
+    # an identified language the table lacks tries every language's words.
+    assert not concept_hit("agua", "water", UND, lex)
+    assert not concept_hit("水水水 qx", "water", UND, lex)
     assert concept_hit("water agua", "water", "deu", lex)
     with pytest.raises(BabelscopeError, match="unknown concept"):
         concept_hit("x", "earth", "eng", lex)

@@ -156,8 +156,10 @@ def detect_language(text: str, min_confidence: float = 0.5) -> LangGuess:
 
 
 def concept_hit(text: str, concept: str, lang: str, lexicon: Any | None = None) -> bool:
-    """Does ``text`` name ``concept`` in language ``lang``? For ``und`` or a language
-    without words for the concept, the words of every language are tried."""
+    """Does ``text`` name ``concept`` in language ``lang``? ``und`` (no language could be
+    identified) is never a hit: in gibberish, single-character words of scripts without
+    spaces would match by chance. For an identified language the table lacks, the words of
+    every language are tried."""
     if lexicon is None:
         from babelscope.concepts.lexicon import ConceptLexicon
 
@@ -168,6 +170,8 @@ def concept_hit(text: str, concept: str, lang: str, lexicon: Any | None = None) 
             f"unknown concept '{concept}' in the concept table {lexicon.source}: choose one of "
             f"{', '.join(lexicon.concepts[:10])}"
         )
-    if lang != UND and lang in langs:
+    if lang == UND:
+        return False
+    if lang in langs:
         return bool(lexicon.matches(text, concept, lang))
     return any(lexicon.matches(text, concept, lg) for lg in langs)
