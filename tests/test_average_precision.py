@@ -117,3 +117,101 @@ def test_bad_input():
             score_units(x, np.ones(4, bool))
         with pytest.raises(BabelscopeError, match="NaN or infinite"):
             average_precision(x.astype(np.float64) + 1e-300, np.ones(4, bool))
+
+
+# -- the fast path: blocks of <= 512 keys with a label bit, and its fallbacks -------------
+
+
+@st.composite
+def scored_long(draw):
+    """More sentences than one sort block holds, few distinct values: many ties across blocks."""
+    n = draw(st.integers(513, 1300))
+    u = draw(st.integers(1, 3))
+    levels = draw(st.lists(st.floats(-5, 5, width=32), min_size=1, max_size=12))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    x = rng.choice(np.array(levels + [0.0, -0.0], dtype=np.float32), size=(n, u))
+    n_pos = draw(st.sampled_from([1, 2, 17, 100, 255, 256, 257, 400]))
+    y = np.zeros(n, bool)
+    y[rng.choice(n, min(n_pos, n), replace=False)] = True
+    return x, y
+
+
+@settings(max_examples=40, deadline=None)
+@given(scored_long())
+def test_ap_equals_sklearn_many_blocks(data):
+    x, y = data
+    ref = sklearn_ap(x, y)
+    np.testing.assert_allclose(average_precision(x, y, threads=1), ref, atol=1e-9, rtol=0)
+    np.testing.assert_allclose(score_units(x, y, threads=1).ap[0], ref, atol=1e-9, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "kind", ["gaussian", "wide", "tiny", "huge", "negative", "relu", "constant_tie"]
+)
+@pytest.mark.parametrize("n_pos", [1, 90, 256, 300])
+def test_ap_equals_sklearn_ranges(kind, n_pos):
+    """Key ranges: direct, rescaled (wide), and the general path (tiny/huge magnitudes)."""
+    rng = np.random.default_rng(n_pos)
+    n = 1100
+    x = rng.standard_normal((n, 7)).astype(np.float32)
+    if kind == "wide":  # both signs, large magnitudes: needs the rescaled keys
+        x *= np.float32(1e6)
+        x[::3] /= np.float32(1e9)
+    elif kind == "tiny":  # non-zero |x| < 2**-60 next to large ones: general path
+        x[:, :3] *= np.float32(1e-25)
+        x[5, 3] = np.float32(-1e-30)
+        x[6, 3] = np.float32(1e30)
+    elif kind == "huge":  # |x| >= 2**64 with both signs: general path
+        x *= np.float32(1e25)
+    elif kind == "negative":
+        x = -np.abs(x)
+    elif kind == "relu":
+        x = np.round(np.maximum(x, 0), 1)
+        x[x == 0] = np.float32(-0.0) * (rng.random((x == 0).sum()) < 0.5)
+    elif kind == "constant_tie":
+        x[:, :4] = np.float32(2.5)
+        x[:500, 4] = np.float32(-1.0)
+    y = np.zeros(n, bool)
+    y[rng.choice(n, n_pos, replace=False)] = True
+    ref = sklearn_ap(x, y)
+    for chunk, threads in [(None, 1), (3, 2)]:
+        got = average_precision(x, y, chunk_units=chunk, threads=threads)
+        np.testing.assert_allclose(got, ref, atol=1e-9, rtol=0)
+        got = score_units(x, y, chunk_units=chunk, threads=threads).ap[0]
+        np.testing.assert_allclose(got, ref, atol=1e-9, rtol=0)
+
+
+def test_score_units_many_labels_shared_ranking():
+    """Many labels share one full ranking per unit; few labels take the fast path: same AP."""
+    rng = np.random.default_rng(3)
+    n = 700
+    x = np.round(rng.standard_normal((n, 5)), 1).astype(np.float32)
+    x[:, 0] = np.maximum(x[:, 0], 0)
+    labels = rng.random((n, 12)) < np.linspace(0.002, 0.5, 12)
+    labels[:, 3] = False  # no positives
+    many = score_units(x, labels, threads=2)
+    few = score_units(x, labels[:, :4], threads=1)
+    for c in range(12):
+        if not labels[:, c].any():
+            assert np.isnan(many.ap[c]).all()
+            continue
+        ref = sklearn_ap(x, labels[:, c])
+        np.testing.assert_allclose(many.ap[c], ref, atol=1e-9, rtol=0)
+        if c < 4:
+            np.testing.assert_allclose(few.ap[c], ref, atol=1e-9, rtol=0)
+            for k in ("on_p50", "on_p90", "off_mean"):
+                np.testing.assert_allclose(getattr(few, k)[c], getattr(many, k)[c], rtol=1e-12)
+
+
+@pytest.mark.parametrize("n_pos", [3, 300])
+def test_nan_in_float32_found_chunk_by_chunk(n_pos):
+    x = np.zeros((600, 40), np.float32)
+    y = np.zeros(600, bool)
+    y[:n_pos] = True
+    for bad in (np.nan, np.inf, -np.inf):
+        x[599, 37] = bad
+        with pytest.raises(BabelscopeError, match="NaN or infinite"):
+            average_precision(x, y, chunk_units=8, threads=2)
+        with pytest.raises(BabelscopeError, match="NaN or infinite"):
+            score_units(x, y, chunk_units=8, threads=1)
