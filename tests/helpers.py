@@ -66,7 +66,11 @@ def make_tokenizer(out_dir: Path, vocab_size: int = 300):
     )
     tok.train_from_iterator([s for v in TINY_TEXTS.values() for s in v], trainer)
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     fast.save_pretrained(out_dir)
@@ -87,13 +91,19 @@ def tiny_config(family: str, vocab_size: int):
     raise ValueError(f"no tiny config for {family} in helpers.py")
 
 
-def make_tiny_model(out_dir: Path, family: str = "xglm", seed: int = 0, tokenizer_dir: Path | None = None):
+def make_tiny_model(
+    out_dir: Path, family: str = "xglm", seed: int = 0, tokenizer_dir: Path | None = None
+):
     """Save a random tiny model (with tokenizer) in HF layout at ``out_dir``."""
     import torch
     import transformers as tf
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    tok = (tf.AutoTokenizer.from_pretrained(tokenizer_dir) if tokenizer_dir else make_tokenizer(out_dir))
+    tok = (
+        tf.AutoTokenizer.from_pretrained(tokenizer_dir)
+        if tokenizer_dir
+        else make_tokenizer(out_dir)
+    )
     torch.manual_seed(seed)
     model = tf.AutoModelForCausalLM.from_config(tiny_config(family, len(tok)))
     model.save_pretrained(out_dir)

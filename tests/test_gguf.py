@@ -112,20 +112,23 @@ def test_the_gguf_example_config_is_a_list_resolve_series_accepts(tmp_path, gguf
 
     from babelscope.config import load_config
 
-    cfg = load_config(REPO / "examples" / "gguf.toml")
+    # A copy of the example in a scratch tree: its relative paths ("../gguf/...") resolve
+    # against the file, so the GGUF files it names are put where they point.
+    (tmp_path / "examples").mkdir()
+    example = tmp_path / "examples" / "gguf.toml"
+    shutil.copy(REPO / "examples" / "gguf.toml", example)
+    cfg = load_config(example)
     spec = cfg.model.series
     assert isinstance(spec, list) and all("gguf" in e for e in spec)
+    assert all(Path(e["gguf"]).is_relative_to(tmp_path.resolve()) for e in spec)
     series = resolve_series(spec, check=False)
     assert series.steps == [1000, 8000]
     assert [c.gguf_file for c in series] == ["model-step1000.gguf", "model-step8000.gguf"]
-    # With the files there (paths in a list are relative to where it is run), it loads.
     root, _, _ = gguf_series
     for e, src in zip(spec, ("step-100.gguf", "step-200.gguf"), strict=True):
-        dst = tmp_path / e["gguf"]
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(root / src, dst)
-    absolute = [{**e, "gguf": str(tmp_path / e["gguf"])} for e in spec]
-    assert resolve_series(absolute).steps == [1000, 8000]
+        Path(e["gguf"]).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(root / src, e["gguf"])
+    assert resolve_series(spec).steps == [1000, 8000]
 
 
 def test_load_checkpoint_from_gguf_fingerprints_and_extracts(gguf_series):

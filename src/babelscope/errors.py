@@ -17,9 +17,3 @@ class BabelscopeError(Exception):
     def __init__(self, message: str) -> None:
         # Keep it to one line: the CLI shows nothing else.
         super().__init__(" ".join(str(message).split()))
-
-
-class NotBuiltError(BabelscopeError):
-    """A subcommand or stage that does not exist yet."""
-
-    exit_code = 3
