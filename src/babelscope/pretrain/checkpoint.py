@@ -83,7 +83,7 @@ def save_checkpoint(
     staging.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"step-{step}.", dir=staging))
     try:
-        with _no_hf_progress():
+        with quiet_hf_progress():
             model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         state = tmp / STATE_DIR
@@ -104,8 +104,8 @@ def save_checkpoint(
 
 
 @contextlib.contextmanager
-def _no_hf_progress() -> Iterator[None]:
-    """Silence transformers' per-save "Writing model shards" bar (one per checkpoint)."""
+def quiet_hf_progress() -> Iterator[None]:
+    """Silence transformers' per-file "Writing model shards" / "Loading weights" bars."""
     from transformers.utils import logging as hf_logging
 
     was_enabled = hf_logging.is_progress_bar_enabled()

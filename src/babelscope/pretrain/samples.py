@@ -24,8 +24,11 @@ def generate_samples(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from babelscope.pretrain.checkpoint import quiet_hf_progress
+
     tok = AutoTokenizer.from_pretrained(str(checkpoint))
-    model = AutoModelForCausalLM.from_pretrained(str(checkpoint), dtype=torch.float32).eval()
+    with quiet_hf_progress():
+        model = AutoModelForCausalLM.from_pretrained(str(checkpoint), dtype=torch.float32).eval()
     texts = list(prompts) if prompts else [""] * n
     out = []
     for i, text in enumerate(texts):

@@ -94,7 +94,8 @@ def build_model(config: PretrainConfig, vocab_size: int):
 def _load_model(path: Path):
     from transformers import XGLMForCausalLM
 
-    return XGLMForCausalLM.from_pretrained(str(path), dtype=torch.float32)
+    with ck.quiet_hf_progress():
+        return XGLMForCausalLM.from_pretrained(str(path), dtype=torch.float32)
 
 
 @torch.no_grad()
@@ -272,7 +273,7 @@ def _pretrain(
     force: bool,
     _on_step: Callable[[int], None] | None,
 ) -> list[Path]:
-    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    """:func:`pretrain` with torch's thread count already set."""
     corpus = load_corpus(data_dir, config.languages)
     languages = list(config.languages) if config.languages else sorted(corpus["lang"].unique())
     train_texts = texts_by_language(corpus, "train", languages)
