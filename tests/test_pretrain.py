@@ -241,6 +241,20 @@ def test_other_run_in_out_dir_is_refused_unless_force(finished, data_dir, tmp_pa
     assert (copy / "unrelated.txt").read_text() == "keep me"
 
 
+def test_out_dir_without_a_checkpoint_starts_fresh_and_keeps_foreign_files(data_dir, tmp_path):
+    out = tmp_path / "model"
+    (out / "checkpoints" / "checkpoint-100").mkdir(parents=True)  # another trainer's
+    (out / "checkpoints" / "checkpoint-100" / "x.bin").write_bytes(b"x")
+    (out / RUN_FILE).write_text('{"run_id": "someone-else"}')  # killed before step 0
+    pretrain(micro(train={"steps": 3}), data_dir, out)
+    assert (out / "checkpoints" / "checkpoint-100" / "x.bin").read_bytes() == b"x"
+    assert [s for s, _ in ck.list_checkpoints(out)] == [0, 1, 2, 3]
+    # --force removes our checkpoints only.
+    pretrain(micro(train={"steps": 4}), data_dir, out, force=True)
+    assert [s for s, _ in ck.list_checkpoints(out)] == [0, 1, 2, 4]
+    assert (out / "checkpoints" / "checkpoint-100" / "x.bin").exists()
+
+
 def test_empty_training_split_and_language_without_training_text(tmp_path):
     df = tiny_corpus()
     only_heldout = df.assign(split="heldout")

@@ -10,6 +10,7 @@ an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 import time
@@ -131,9 +132,18 @@ def _run_identity(config: PretrainConfig, dhash: str) -> str:
 
 
 def _clear_run(out_dir: Path) -> None:
-    """Remove what a pre-training run wrote (only our own entries, never the whole directory)."""
-    for name in (ck.CHECKPOINTS_DIR, ck.STAGING_DIR):
-        shutil.rmtree(out_dir / name, ignore_errors=True)
+    """Remove what a pre-training run wrote: only our own names, never the whole directory.
+
+    In ``checkpoints/`` only ``step-N`` entries go, so a user's other files there survive.
+    """
+    ck.clean_staging(out_dir)
+    root = out_dir / ck.CHECKPOINTS_DIR
+    if root.is_dir():
+        for p in root.iterdir():
+            if ck.STEP_RE.match(p.name):
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+        with contextlib.suppress(OSError):
+            root.rmdir()  # only if now empty
     for name in (RUN_FILE, LOG_FILE, FIGURE_STEM + ".png", FIGURE_STEM + ".svg"):
         (out_dir / name).unlink(missing_ok=True)
 
@@ -143,9 +153,11 @@ def _prepare_out_dir(out_dir: Path, run_id: str, resume: bool, force: bool, last
     ck.clean_staging(out_dir)
     run_file = out_dir / RUN_FILE
     existing = ck.list_checkpoints(out_dir)
-    if not run_file.exists() and not existing:
+    if not existing:
+        # No complete checkpoint (at most a run.json of a run killed before step 0): nothing to keep.
         if resume:
             info(f"nothing to resume in {out_dir}: starting a fresh run")
+        _clear_run(out_dir)
         return "fresh"
     if force:
         info(f"--force: removing the previous run in {out_dir}")
@@ -164,9 +176,6 @@ def _prepare_out_dir(out_dir: Path, run_id: str, resume: bool, force: bool, last
     steps = [s for s, _ in existing]
     if last_step in steps:
         return "done"
-    if not steps:  # killed before step 0 was saved: nothing to keep
-        _clear_run(out_dir)
-        return "fresh"
     if resume:
         return "resume"
     raise BabelscopeError(
