@@ -91,3 +91,21 @@ def test_cli_error_is_one_line(tmp_path, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: cannot parse a step") and "\n" not in err
+
+
+def test_apply_inspection_skips_flagged_steps(tiny_series_dir, tmp_path):
+    import json
+
+    from babelscope.checkpoints.inspect import apply_inspection
+    from babelscope.checkpoints.series import resolve_series
+
+    series = resolve_series(tiny_series_dir)
+    # No inspection yet: nothing is known, nothing is left out.
+    assert apply_inspection(series, tmp_path).steps == [0, 1, 2]
+    (tmp_path / "checkpoints.json").write_text(
+        json.dumps({"checkpoints": [
+            {"step": 0, "flags": ""}, {"step": 1, "flags": "duplicate_of:0"}, {"step": 2, "flags": []},
+        ]})
+    )  # fmt: skip
+    assert apply_inspection(series, tmp_path).steps == [0, 2]
+    assert apply_inspection(series, tmp_path, include_flagged=True).steps == [0, 1, 2]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -193,3 +194,33 @@ def usable(df: pd.DataFrame, include_flagged: bool = False) -> list[int]:
 
 def _describe(flagged: pd.DataFrame) -> str:
     return ", ".join(f"step {int(r.step)} ({r.flags})" for r in flagged.itertuples())
+
+
+def apply_inspection(series: Any, run_dir: str | Path, include_flagged: bool = False) -> Any:
+    """Leave out the checkpoints ``<run_dir>/checkpoints.json`` flags (duplicate, broken).
+
+    That file is written by ``babelscope run`` and by ``babelscope checkpoints inspect
+    SERIES --out RUN/checkpoints.json``. Without it the series is returned as it is, with
+    a hint: the standalone analysis commands then cannot know which steps are defective.
+    """
+    import json
+
+    from babelscope.checkpoints.series import CheckpointSeries
+
+    path = Path(run_dir) / "checkpoints.json"
+    if not path.exists():
+        info(
+            f"no {path}: flagged checkpoints cannot be skipped; run `babelscope checkpoints "
+            f"inspect SERIES --out {path}` first to flag duplicates and broken steps"
+        )
+        return series
+    rows = json.loads(path.read_text()).get("checkpoints", [])
+    df = pd.DataFrame(rows)
+    if df.empty or "step" not in df:
+        return series
+    df["flags"] = df.get("flags", "").apply(
+        lambda f: ";".join(f) if isinstance(f, list) else (f or "")
+    )
+    df = df[df["step"].isin(series.steps)]
+    keep = set(usable(df, include_flagged=include_flagged)) | (set(series.steps) - set(df["step"]))
+    return CheckpointSeries(series.name, [c for c in series.checkpoints if c.step in keep])

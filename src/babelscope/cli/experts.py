@@ -23,6 +23,9 @@ def register(app: typer.Typer) -> None:
         ),
         data: Path = typer.Option(..., "--data", help="Data dir made by `babelscope data build`."),
         out: Path = typer.Option(..., "--out", help="Run directory; results go to OUT/results."),
+        include_flagged: bool = typer.Option(
+            False, "--include-flagged", help="Also analyse checkpoints OUT/checkpoints.json flags."
+        ),
         kind: str = typer.Option("mlp", help="Unit kind: mlp, mlp_pre, residual, linear_all."),
         pooling: str = typer.Option("mean", help="Pooling over tokens: mean, max, last."),
         top_k: int = typer.Option(
@@ -62,9 +65,10 @@ def register(app: typer.Typer) -> None:
         except ValidationError as e:
             err = e.errors()[0]
             raise BabelscopeError(f"bad option {err['loc'][0]}: {err['msg']}") from None
-        df = run_experts(
-            resolve_series(series), data, out, settings, cache_dir=cache, device=device, dtype=dtype
-        )
+        from babelscope.checkpoints.inspect import apply_inspection
+
+        chosen = apply_inspection(resolve_series(series), out, include_flagged)
+        df = run_experts(chosen, data, out, settings, cache_dir=cache, device=device, dtype=dtype)
         info(
             f"experts: {df[['step', 'concept', 'lang']].drop_duplicates().shape[0]} (step, concept, language) "
             f"triples scored; wrote {out / 'results' / 'experts.parquet'}"

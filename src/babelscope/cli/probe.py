@@ -38,6 +38,9 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(
             ..., help="Run directory: writes results/probe.parquet and figures/."
         ),
+        include_flagged: bool = typer.Option(
+            False, "--include-flagged", help="Also analyse checkpoints OUT/checkpoints.json flags."
+        ),
         tokens_per_language: int = typer.Option(
             None, help="Token vectors per language, train + test [default: 1000]; 0 = all sampled."
         ),
@@ -98,7 +101,10 @@ def register(app: typer.Typer) -> None:
             where = ".".join(str(x) for x in err["loc"])
             raise BabelscopeError(f"--{where.replace('_', '-')}: {err['msg']}") from None
 
-        df = run_probe(resolve_series(series), data, out, settings, device=device, dtype=dtype)
+        from babelscope.checkpoints.inspect import apply_inspection
+
+        chosen = apply_inspection(resolve_series(series), out, include_flagged)
+        df = run_probe(chosen, data, out, settings, device=device, dtype=dtype)
         figures = plot_probe(df, out / "figures")
 
         from rich.console import Console

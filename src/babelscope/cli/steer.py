@@ -20,6 +20,9 @@ def register(app: typer.Typer) -> None:
         series: str = typer.Option(
             ..., help="Checkpoint series: a dir of step-N checkpoints, a hub repo, a .gguf…"
         ),
+        include_flagged: bool = typer.Option(
+            False, "--include-flagged", help="Also analyse checkpoints OUT/checkpoints.json flags."
+        ),
         data: Path = typer.Option(None, help="Data dir (`babelscope data build`), for provenance."),
         out: Path = typer.Option(
             ..., help="Run dir holding results/experts.parquet; results go there."
@@ -88,7 +91,11 @@ def register(app: typer.Typer) -> None:
             import torch
 
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        df = run_steering(series, data, out, settings, device=device, dtype=dtype)
+        from babelscope.checkpoints.inspect import apply_inspection
+        from babelscope.checkpoints.series import resolve_series
+
+        chosen = apply_inspection(resolve_series(series), out, include_flagged)
+        df = run_steering(chosen, data, out, settings, device=device, dtype=dtype)
         console.print(f"wrote {out / 'results' / 'steering.parquet'} ({len(df)} outputs)")
         if figures and len(df):
             from babelscope.report.figures.steering import plot_steering
