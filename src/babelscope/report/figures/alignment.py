@@ -25,6 +25,7 @@ from babelscope.analysis.alignment import (
     OVERLAP_FILE,
     TRAJECTORY_FILE,
 )
+from babelscope.report.figures import pyplot, save_figure
 
 TITLES = {
     "overlap": "overlap@K of experts between languages",
@@ -33,27 +34,6 @@ TITLES = {
     "self_ap": "AP of the experts in their own language",
     "crosslingual": "cross-lingual experts per concept (top K in >= m languages)",
 }
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, out_dir: Path, name: str) -> list[Path]:
-    from babelscope.io import atomic_path
-
-    paths = []
-    for ext in ("png", "svg"):
-        path = Path(out_dir) / f"{name}.{ext}"
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight")
-        paths.append(path)
-    return paths
 
 
 def _chance_text(chance: pd.Series) -> str:
@@ -65,7 +45,7 @@ def _chance_text(chance: pd.Series) -> str:
 
 def plot_measure(df: pd.DataFrame, measure: str, out_dir: Path) -> list[Path]:
     """Heatmap of ``measure`` over layer x checkpoint, and the whole-model line with chance."""
-    plt = _plt()
+    plt = pyplot()
     d = df[df["measure"] == measure]
     per_layer = d[d["layer"] != ALL].copy()
     per_layer["layer_n"] = per_layer["layer"].astype(int)
@@ -96,14 +76,14 @@ def plot_measure(df: pd.DataFrame, measure: str, out_dir: Path) -> list[Path]:
     )
     ax2.legend(fontsize=7)
     fig.tight_layout()
-    paths = _save(fig, out_dir, f"alignment_{measure}")
+    paths = save_figure(fig, out_dir, f"alignment_{measure}")
     plt.close(fig)
     return paths
 
 
 def plot_language_matrices(ov: pd.DataFrame, out_dir: Path, layer: str = ALL) -> list[Path]:
     """Language x language overlap at the first and last checkpoint."""
-    plt = _plt()
+    plt = pyplot()
     d = ov[ov["layer"] == layer]
     steps = sorted(d["step"].unique())
     if not steps:
@@ -127,14 +107,14 @@ def plot_language_matrices(ov: pd.DataFrame, out_dir: Path, layer: str = ALL) ->
     fig.colorbar(im, ax=axes[0].tolist(), fraction=0.03)
     scope = "whole model" if layer == ALL else f"layer {layer}"
     fig.suptitle(f"overlap@K of experts, {scope} (K = {k}; chance {k / units:.3g})", fontsize=10)
-    paths = _save(fig, out_dir, "alignment_languages")
+    paths = save_figure(fig, out_dir, "alignment_languages")
     plt.close(fig)
     return paths
 
 
 def plot_trajectories(tr: pd.DataFrame, out_dir: Path, max_units: int = 6) -> list[Path]:
     """AP of each followed unit over checkpoints, one line per language."""
-    plt = _plt()
+    plt = pyplot()
     if tr.empty:
         return []
     ranks = sorted(tr["rank"].unique())[:max_units]
@@ -162,7 +142,7 @@ def plot_trajectories(tr: pd.DataFrame, out_dir: Path, max_units: int = 6) -> li
     fig.legend(handles, labels, loc="center right", fontsize=7)
     fig.suptitle("AP of the strongest cross-lingual units over training", fontsize=10)
     fig.tight_layout(rect=(0, 0, 0.92, 1))
-    paths = _save(fig, out_dir, "alignment_trajectories")
+    paths = save_figure(fig, out_dir, "alignment_trajectories")
     plt.close(fig)
     return paths
 

@@ -16,19 +16,7 @@ import numpy as np
 import pandas as pd
 
 from babelscope.analysis.probe import summarize
-
-
-def _save(fig, out_dir: Path, name: str) -> list[Path]:
-    from babelscope.io import atomic_path
-
-    paths = []
-    for ext in ("png", "svg"):
-        path = out_dir / f"{name}.{ext}"
-        with atomic_path(path) as tmp:
-            # format= explicitly: the temporary name keeps the extension, but be sure.
-            fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight")
-        paths.append(path)
-    return paths
+from babelscope.report.figures import save_figure
 
 
 def _progress_colours(steps: list[int]):
@@ -88,7 +76,7 @@ def plot_probe_heatmap(summary: pd.DataFrame, out_dir: Path) -> list[Path]:
                         ax.text(j, i, f"{arr[i, j]:.2f}", ha="center", va="center", fontsize=6,
                                 color="black" if bright else "white")  # fmt: skip
     fig.suptitle("Language identification probe: layer × checkpoint (mean over seeds)")
-    paths = _save(fig, out_dir, "probe_heatmap")
+    paths = save_figure(fig, out_dir, "probe_heatmap")
     plt.close(fig)
     return paths
 
@@ -152,7 +140,7 @@ def plot_probe_by_layer(summary: pd.DataFrame, out_dir: Path) -> list[Path]:
     idx = np.unique(np.linspace(0, len(steps) - 1, min(len(steps), 8)).round().astype(int))
     cb.set_ticks(idx.tolist(), labels=[str(steps[i]) for i in idx])
     cb.set_label("checkpoint (training step)")
-    paths = _save(fig, out_dir, "probe_by_layer")
+    paths = save_figure(fig, out_dir, "probe_by_layer")
     plt.close(fig)
     return paths
 

@@ -19,22 +19,11 @@ import numpy as np
 import pandas as pd
 
 from babelscope.analysis.steering import CONDITION_LABELS, CONDITIONS
+from babelscope.report.figures import save_figure
 
 MAX_LANGS = 9  # distinct colours before the rest is pooled as "other"
 MAX_CONCEPT_ROWS = 4
 _CONDITION_COLOURS = {"experts": "#d62728", "none": "#7f7f7f", "random": "#1f77b4"}
-
-
-def _save(fig, out_dir: Path, name: str) -> list[Path]:
-    from babelscope.io import atomic_path
-
-    paths = []
-    for ext in ("png", "svg"):
-        path = out_dir / f"{name}.{ext}"
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight")
-        paths.append(path)
-    return paths
 
 
 def _check(df: pd.DataFrame) -> None:
@@ -144,7 +133,7 @@ def plot_language_distribution(df: pd.DataFrame, out_dir: Path) -> list[Path]:
         for lang in reversed(langs)  # listed top-down, as stacked
     ]
     fig.legend(handles=handles, loc="outside right center", fontsize=8, title="detected")
-    paths = _save(fig, out_dir, "steering_languages")
+    paths = save_figure(fig, out_dir, "steering_languages")
     plt.close(fig)
     return paths
 
@@ -196,7 +185,7 @@ def plot_concept_hits(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     what = "mean over concepts; faint: each concept" if several else str(rates["concept"].iloc[0])
     ax.set_title(f"Concept-hit rate ({what})")
     ax.legend(fontsize=8)
-    paths = _save(fig, out_dir, "steering_concept_hits")
+    paths = save_figure(fig, out_dir, "steering_concept_hits")
     plt.close(fig)
     return paths
 
