@@ -29,13 +29,9 @@ def plot_training_loss(
     steps). Right: the held-out loss of each language at every evaluated step. The step
     axis is symmetric-log so that the early, power-of-two checkpoints stay visible.
     """
-    import matplotlib
+    from babelscope.report.figures import pyplot, save_figure
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    from babelscope.io import atomic_path
-
+    plt = pyplot()
     langs = list(languages) if languages is not None else heldout_languages(log)
     fig, (ax_train, ax_held) = plt.subplots(1, 2, figsize=(12, 4.5), constrained_layout=True)
 
@@ -72,11 +68,7 @@ def plot_training_loss(
     fig.suptitle(title)
 
     out_stem = Path(out_stem)
-    paths = []
-    for ext in ("png", "svg"):
-        path = out_stem.with_name(out_stem.name + "." + ext)
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=ext, dpi=150)
-        paths.append(path)
-    plt.close(fig)
-    return paths
+    try:
+        return save_figure(fig, out_stem.parent, out_stem.name)
+    finally:
+        plt.close(fig)
