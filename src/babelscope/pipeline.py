@@ -103,8 +103,9 @@ def stage_pretrain(run: Run) -> dict[str, Any]:
     pcfg = load_pretrain_config(run.cfg.model.pretrain_config)
     out = run.dir / "model"
     done = out / "checkpoints"
-    resume = done.exists() and any(done.iterdir())
-    pretrain(pcfg, run.cfg.data_dir, out, resume=resume, force=run.force and not resume)
+    # pretrain() tells fresh, interrupted and finished runs apart itself: resume unless
+    # the user forces a redo (then a different configuration replaces the old series).
+    pretrain(pcfg, run.cfg.data_dir, out, resume=not run.force, force=run.force)
     return {"series": str(done), "trained": True, "pretrain_config": pcfg.model_dump(mode="json")}
 
 
