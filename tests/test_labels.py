@@ -105,3 +105,26 @@ def test_errors(table, tmp_path):
         build_concept_labels(mono_corpus(), ["eng"], table=wide)
     with pytest.raises(BabelscopeError, match="no concept labels"):
         load_concept_labels(tmp_path)
+
+
+def test_concepts_found_in_too_few_languages_are_left_out(tmp_path):
+    # 'water' is found in English and Spanish; 'war' only in English (its Spanish word is
+    # a non-word here), so with two languages required it is left out.
+    p = tmp_path / "t.tsv"
+    p.write_text(
+        "concept\tlang\twords\n"
+        "water\teng\twater\nwater\tspa\tagua\n"
+        "war\teng\twar\nwar\tspa\tguerrax\n",
+        encoding="utf-8",
+    )
+    labels, counts = build_concept_labels(
+        mono_corpus(), ["eng", "spa"], table=p, min_positives=5, min_languages=2
+    )
+    assert set(labels["concept"]) == {"water"}
+    war = counts[(counts["concept"] == "war") & (counts["lang"] == "eng")].iloc[0]
+    assert war["found"] == 10 and not bool(war["kept"])
+    # With one language enough, English keeps 'war'.
+    labels, _ = build_concept_labels(
+        mono_corpus(), ["eng", "spa"], table=p, min_positives=5, min_languages=1
+    )
+    assert set(labels.loc[labels["lang"] == "eng", "concept"]) == {"water", "war"}

@@ -72,8 +72,9 @@ def build_concept_labels(
     table: str | Path | None = None,
     min_positives: int = 15,
     seed: int = 0,
-    pool_size: int = 600,
-    max_positives: int | None = 100,
+    pool_size: int = 500,
+    max_positives: int | None = 40,
+    min_languages: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Label a corpus with concepts; return ``(labels, counts)``.
 
@@ -82,12 +83,17 @@ def build_concept_labels(
     ``counts``: concept, lang, found (sentences of the language with the concept),
     positives and negatives (in the pool), kept (both ≥ ``min_positives``).
 
+    Only concepts found at least ``min_positives`` times in at least ``min_languages``
+    languages (default: half of ``languages``) are labelled: a concept present in one or
+    two languages says nothing about cross-lingual alignment, and its positives would
+    only swell the pools that every checkpoint's extraction pays for.
+
     ``table`` is a concept table path (default: the packaged table). A user table must
     not name languages that the corpus lacks; every language asked for must be in the
     corpus, and be labelable (in the table, or parallel to English text).
     """
-    if min_positives < 1 or pool_size < 1:
-        raise BabelscopeError("min_positives and pool_size must be at least 1")
+    if min_positives < 1 or pool_size < 1 or (min_languages is not None and min_languages < 1):
+        raise BabelscopeError("min_positives, pool_size and min_languages must be at least 1")
     lex = ConceptLexicon.load(table)
     have = set(corpus["lang"].astype(str).unique())
     lacking = [lang for lang in languages if lang not in have]
@@ -108,18 +114,30 @@ def build_concept_labels(
     else:
         pivot_groups, pivot_pos = set(), {}
 
-    label_frames: list[pd.DataFrame] = []
-    count_rows: list[dict] = []
+    found_in: dict[str, tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]] = {}
     for lang in languages:
-        ids, by_pivot, masks = _positives_by_concept(corpus, lang, lex, pivot_groups, pivot_pos)
-        if lang not in lex.languages and not by_pivot.any():
+        found_in[lang] = _positives_by_concept(corpus, lang, lex, pivot_groups, pivot_pos)
+        if lang not in lex.languages and not found_in[lang][1].any():
             raise BabelscopeError(
                 f"cannot label '{lang}': the concept table has no words in it and none of its "
                 "text is parallel to English; add the language to the concept table"
             )
+    need_langs = min_languages if min_languages is not None else max(1, -(-len(languages) // 2))
+    eligible = {
+        c
+        for c in lex.concepts
+        if sum(int(found_in[lang][2][c].sum()) >= min_positives for lang in languages) >= need_langs
+    }
+
+    label_frames: list[pd.DataFrame] = []
+    count_rows: list[dict] = []
+    for lang in languages:
+        ids, by_pivot, masks = found_in[lang]
         rng = _lang_rng(seed, lang)
         in_pool = np.zeros(len(ids), bool)
         for c in lex.concepts:
+            if c not in eligible:
+                continue
             pos = np.flatnonzero(masks[c])
             if len(pos) < min_positives:
                 continue
@@ -136,7 +154,7 @@ def build_concept_labels(
             labels = masks[c][pool]
             npos = int(labels.sum())
             nneg = len(pool) - npos
-            kept = npos >= min_positives and nneg >= min_positives
+            kept = c in eligible and npos >= min_positives and nneg >= min_positives
             count_rows.append(
                 dict(concept=c, lang=lang, found=found, positives=npos, negatives=nneg, kept=kept)
             )
