@@ -287,3 +287,13 @@ def test_context_length(tiny):
             sample_tokens(model, p, [0], max_new_tokens=64)
     else:  # sinusoidal positions extend: generation goes on past the configured length
         assert len(sample_tokens(model, p, [0], max_new_tokens=66, stop_at_eos=False)[0]) == 66
+
+
+def test_spread_picks_first_last_and_evenly_between():
+    from babelscope.analysis.steering import spread
+
+    steps = [0, 1, 2, 4, 8, 16, 32, 64, 128]
+    assert spread(steps, 3) == [0, 8, 128]
+    assert spread(steps, 2) == [0, 128]
+    assert spread(steps, 1) == [128]
+    assert spread(steps, 20) == steps

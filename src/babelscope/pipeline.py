@@ -117,7 +117,8 @@ def stage_inspect(run: Run) -> dict[str, Any]:
     series = _series(run)
     corpus = load_corpus(run.cfg.data_dir, languages=run.cfg.data.languages)
     held = corpus[corpus["split"] == "heldout"]
-    texts = {lang: g["text"].head(64).tolist() for lang, g in held.groupby("lang")}
+    # 32 held-out sentences per language tell a broken or duplicate checkpoint apart.
+    texts = {lang: g["text"].head(32).tolist() for lang, g in held.groupby("lang")}
     df = inspect_series(series, texts, device=run.device, dtype=run.cfg.model.dtype)
     steps = usable(df, include_flagged=run.cfg.model.include_flagged)
     flagged = df[df["flags"].apply(bool)] if "flags" in df else df.iloc[0:0]

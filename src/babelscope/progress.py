@@ -30,7 +30,7 @@ def quiet() -> bool:
     return os.environ.get("BABELSCOPE_QUIET", "") not in ("", "0")
 
 
-def make_progress() -> Progress:
+def make_progress(transient: bool = False) -> Progress:
     return Progress(
         SpinnerColumn(),
         TextColumn("[progress.description]{task.description}"),
@@ -40,21 +40,27 @@ def make_progress() -> Progress:
         TextColumn("left"),
         TimeRemainingColumn(),
         console=console,
-        transient=False,
+        transient=transient,
         disable=quiet() or not console.is_terminal,
     )
 
 
-def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
-    """Iterate with a progress bar (counts, elapsed, time left)."""
+def track(
+    items: Iterable[T], description: str, total: int | None = None, transient: bool = False
+) -> Iterator[T]:
+    """Iterate with a progress bar (counts, elapsed, time left).
+
+    ``transient`` is for inner loops (one cache entry among hundreds): the bar disappears
+    when done and, off a terminal, no closing line is logged.
+    """
     if total is None and hasattr(items, "__len__"):
         total = len(items)  # type: ignore[arg-type]
-    with make_progress() as prog:
+    with make_progress(transient) as prog:
         task = prog.add_task(description, total=total)
         for item in items:
             yield item
             prog.advance(task)
-    if not console.is_terminal and not quiet():
+    if not console.is_terminal and not quiet() and not transient:
         console.print(f"{description}: done ({total if total is not None else '?'} items)")
 
 

@@ -120,7 +120,9 @@ def _run_cached(
                 )
                 manifest["shards"].pop(str(k))
             todo.append((k, start))
-    for k, start in track(todo, f"activations → {entry.name}") if len(todo) > 1 else todo:
+    for k, start in (
+        track(todo, f"activations → {entry.name}", transient=True) if len(todo) > 1 else todo
+    ):
         end = min(start + shard_size, n_texts)
         arrays, info = compute(start, end)
         rel = f"shards/shard-{k:05d}.npz"

@@ -272,7 +272,14 @@ class SteerSettings(BaseModel):
     temperature: float = Field(0.8, ge=0.0, description="0: greedy")
     top_p: float = Field(0.9, gt=0.0, le=1.0)
     prompt: str | None = Field(None, description="None: BOS alone (explicit </s> without BOS)")
-    steps: list[int] | None = Field(None, description="Checkpoints to steer; None: all")
+    steps: list[int] | None = Field(None, description="Checkpoints to steer; None: see checkpoints")
+    checkpoints: int | None = Field(
+        3,
+        ge=1,
+        description="Without steps: steer this many checkpoints spread evenly from the first "
+        "to the last (both included); None: every checkpoint. Forced generation is the "
+        "costliest experiment, and the paper compares two checkpoints.",
+    )
     batch_size: int | None = Field(None, ge=1, description="Seeds per batch; None: all at once")
     use_cache: bool = True
     random_seed: int = Field(0, description="Seed of the random-units draw")
@@ -477,12 +484,22 @@ def steer_checkpoint(
 
 
 # Settings that do not change a checkpoint's rows (batching gives the same text by design).
-_NOT_IN_KEY = {"steps", "batch_size", "concepts", "max_concepts"}
+_NOT_IN_KEY = {"steps", "checkpoints", "batch_size", "concepts", "max_concepts"}
 
 COLUMNS = [
     "step", "concept", "source_lang", "condition", "k", "statistic", "seed", "text",
     "detected_lang", "confidence", "lid_method", "concept_hit",
 ]  # fmt: skip
+
+
+def spread(items: list[Any], n: int) -> list[Any]:
+    """``n`` items spread evenly over ``items``, the first and the last included."""
+    if n >= len(items):
+        return list(items)
+    if n == 1:
+        return [items[-1]]
+    picks = sorted({round(i * (len(items) - 1) / (n - 1)) for i in range(n)})
+    return [items[i] for i in picks]
 
 
 def run_steering(
@@ -527,6 +544,8 @@ def run_steering(
                 f"step(s) {missing} are not in the series: choose from {sorted(have)}"
             )
         ckpts = [c for c in ckpts if c.step in set(settings.steps)]
+    elif settings.checkpoints is not None:
+        ckpts = spread(ckpts, settings.checkpoints)
     if not ckpts:
         raise BabelscopeError("no checkpoints to steer: the series is empty")
     steps = [int(c.step) for c in ckpts]

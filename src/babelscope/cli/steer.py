@@ -42,7 +42,10 @@ def register(app: typer.Typer) -> None:
             "on_p50", help="Forced value: on_p50, on_p90, zero or a number."
         ),
         seeds: int = typer.Option(100, help="Seeds 0..S-1: one output each per condition."),
-        steps: list[str] = typer.Option(None, help="Checkpoints (steps) to steer; default all."),
+        steps: list[str] = typer.Option(None, help="Checkpoints (steps) to steer."),
+        checkpoints: int = typer.Option(
+            3, help="Without --steps: this many checkpoints, first to last; 0 for all."
+        ),
         max_new_tokens: int = typer.Option(64, help="Tokens generated per output."),
         temperature: float = typer.Option(0.8, help="Sampling temperature (0: greedy)."),
         top_p: float = typer.Option(0.9, help="Nucleus sampling mass."),
@@ -73,6 +76,7 @@ def register(app: typer.Typer) -> None:
         raw = dict(
             concepts=_split(concept), source_lang=source_lang, k=k, k_fraction=k_fraction,
             statistic=statistic, seeds=seeds, steps=step_list, max_new_tokens=max_new_tokens,
+            checkpoints=checkpoints or None,
             temperature=temperature, top_p=top_p, prompt=prompt, batch_size=batch_size,
             min_confidence=min_confidence,
         )  # fmt: skip
