@@ -121,7 +121,7 @@ def test_settings():
     )
     assert s.conditions == ["experts", "none", "random"]
     assert s.resolve_k(98_304) == 500  # BLOOM-560m: 24 x 4096
-    assert s.resolve_k(2048) == 20  # small model: 1%
+    assert s.resolve_k(2048) == 205  # small model: 10%
     assert s.resolve_k(10) == 1
     assert SteerSettings(k=7).resolve_k(100) == 7
     assert SteerSettings(statistic="1.5").statistic == 1.5

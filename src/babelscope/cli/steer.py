@@ -34,9 +34,9 @@ def register(app: typer.Typer) -> None:
         source_lang: str = typer.Option(
             "spa", help="Language the experts were found in (ISO 639-3)."
         ),
-        k: int = typer.Option(None, help="Experts forced; default min(500, 1% of the units)."),
+        k: int = typer.Option(None, help="Experts forced; default min(500, 10% of the units)."),
         k_fraction: float = typer.Option(
-            0.01, help="K as a share of the units when --k is not given."
+            0.1, help="K as a share of the units when --k is not given."
         ),
         statistic: str = typer.Option(
             "on_p50", help="Forced value: on_p50, on_p90, zero or a number."
