@@ -33,18 +33,11 @@ def _texts(n: int, seed: int = 0) -> list[str]:
 
 
 def _tokenizer(texts: list[str]):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+    """The embedded pipeline's own byte-level BPE, trained on the benchmark texts."""
+    from babelscope.pretrain.config import TokenizerConfig
+    from babelscope.pretrain.tokenizer import train_tokenizer
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<s>", "<pad>", "</s>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())  # fmt: skip
-    tok.train_from_iterator(texts, trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>"
-    )
+    return train_tokenizer({"eng": texts}, TokenizerConfig(vocab_size=400), model_max_length=1024)
 
 
 def _best(fn, repeats: int) -> float:
