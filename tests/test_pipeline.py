@@ -143,3 +143,29 @@ def test_redoing_a_stage_with_the_same_result_keeps_downstream_cached(finished_r
     again = run_study(load_config(cfg_path))
     assert probe.stat().st_mtime_ns == before
     assert again.keys["probe"] == run.keys["probe"]
+
+
+def test_new_weights_at_the_same_path_are_analysed_again(tmp_path, tiny_data, tiny_series_dir):
+    """Replacing a checkpoint's weights in place (e.g. pre-training redone) must not reuse
+    probe or expert results computed from the old weights."""
+    import shutil
+
+    series = tmp_path / "series"
+    shutil.copytree(tiny_series_dir, series)
+    cfg = tmp_path / "s.toml"
+    cfg.write_text(config_text(tiny_data, series, tmp_path / "out"))
+    run = run_study(load_config(cfg), stages=["data", "pretrain", "inspect", "probe", "experts"])
+    fp_before = read_parquet_metadata(run.dir / "results" / "experts.parquet")["fingerprints"]
+    # Step 1 now holds step 2's weights.
+    weights = "model.safetensors"
+    (series / "step-1" / weights).unlink()
+    shutil.copy(series / "step-2" / weights, series / "step-1" / weights)
+    again = run_study(load_config(cfg), stages=["data", "pretrain", "inspect", "probe", "experts"])
+    # Step 2 is now a duplicate of step 1: inspect flags it and the analyses leave it out.
+    checks = json.loads((again.dir / "checkpoints.json").read_text())
+    assert checks["usable_steps"] == [0, 1]
+    fp_after = read_parquet_metadata(again.dir / "results" / "experts.parquet")["fingerprints"]
+    assert fp_after["1"] == fp_before["2"] != fp_before["1"]
+    meta = read_parquet_metadata(again.dir / "results" / "probe.parquet")
+    assert meta["fingerprints"]["1"] == fp_before["2"]
+    # (a reused result would carry the old fingerprint: these were recomputed)

@@ -64,25 +64,37 @@ class Run:
 
 
 def stage_data(run: Run) -> dict[str, Any]:
-    """Build the embedded corpus (or the user's) unless the data dir is already there."""
-    from babelscope.corpora.corpus import CORPUS_FILE, data_hash
+    """Build the embedded corpus (or the user's); an existing one is kept when it was built
+    with the same settings, rebuilt when they differ (the run's own data dir, or --force)."""
+    from babelscope.corpora.build import build_corpus
+    from babelscope.corpora.corpus import CONCEPTS_FILE, CORPUS_FILE, data_hash
+    from babelscope.io import sha256_file
 
     d = run.cfg.data_dir
-    if not (d / CORPUS_FILE).exists():
-        if not run.cfg.data.build and run.cfg.data.user is None:
-            raise BabelscopeError(
-                f"no corpus in {d} and data.build = false: build it with `babelscope data build --out {d}`"
-            )
-        from babelscope.corpora.build import build_corpus
-
-        build_corpus(
-            d,
+    own = run.cfg.data.dir is None  # <run>/data belongs to this run
+    if run.cfg.data.build or run.cfg.data.user is not None:
+        kwargs = dict(
             languages=run.cfg.data.languages,
             sources=tuple(run.cfg.data.sources),
             user=run.cfg.data.user,
-            force=True,
         )
-    return {"data_dir": str(d), "data_hash": data_hash(d)}
+        try:
+            build_corpus(d, force=run.force, **kwargs)
+        except BabelscopeError:
+            if not own:
+                raise  # the user's data dir, built otherwise: their call (--force)
+            build_corpus(d, force=True, **kwargs)
+    elif not (d / CORPUS_FILE).exists():
+        raise BabelscopeError(
+            f"no corpus in {d} and data.build = false: build it with `babelscope data build --out {d}`"
+        )
+    labels = d / CONCEPTS_FILE
+    return {
+        "data_dir": str(d),
+        "data_hash": data_hash(d),
+        # Concept labels can change on the same text (another table): experts depend on them.
+        "labels_hash": sha256_file(labels)[:16] if labels.exists() else None,
+    }
 
 
 def _series(run: Run):
@@ -220,8 +232,8 @@ STAGE_FUNCS: dict[str, Callable[[Run], dict[str, Any]]] = {
 # Which config section feeds each stage's key.
 _STAGE_SETTINGS: dict[str, Callable[[RunConfig], Any]] = {
     "data": lambda c: c.data.model_dump(mode="json") | {"dir": str(c.data_dir)},
-    "pretrain": lambda c: [c.model.series, str(c.model.pretrain_config)],
-    "inspect": lambda c: [c.model.series, c.model.include_flagged, c.model.dtype],
+    "pretrain": lambda c: [c.model.series, _pretrain_settings(c)],
+    "inspect": lambda c: [c.model.series, c.model.include_flagged, c.model.dtype, _series_files(c)],
     "probe": lambda c: c.probe.model_dump(mode="json"),
     "experts": lambda c: c.experts.model_dump(mode="json"),
     "align": lambda c: c.align.model_dump(mode="json"),
@@ -230,11 +242,37 @@ _STAGE_SETTINGS: dict[str, Callable[[RunConfig], Any]] = {
 }
 
 
+def _pretrain_settings(cfg: RunConfig) -> Any:
+    """The pre-training configuration's contents (an edited TOML is a new series)."""
+    if cfg.model.series is not None:
+        return None
+    from babelscope.pretrain import load_pretrain_config
+
+    return load_pretrain_config(cfg.model.pretrain_config).model_dump(mode="json")
+
+
+def _series_files(cfg: RunConfig) -> Any:
+    """Names, sizes and times of the series' weight files: new or replaced checkpoints in
+    the same directory must be inspected again."""
+    from babelscope.checkpoints.series import checkpoint_signature, resolve_series
+
+    spec = (
+        cfg.model.series if cfg.model.series is not None else cfg.run_dir / "model" / "checkpoints"
+    )
+    try:
+        series = resolve_series(spec, check=False)
+    except BabelscopeError:
+        return None  # not there yet (pre-training comes first) or unreadable: inspect says so
+    return [(c.step, checkpoint_signature(c)) for c in series.checkpoints]
+
+
 def _key(run: Run, stage: str) -> str:
     upstream = {s: run.keys.get(s) for s in _closure(stage) if s != stage}
     extra: Any = None
     if stage in ("probe", "experts", "steer", "inspect") and "data" in run.notes:
         extra = run.notes["data"].get("data_hash")
+        if stage in ("experts", "steer"):
+            extra = [extra, run.notes["data"].get("labels_hash")]
     if stage in ("probe", "experts", "steer") and "inspect" in run.notes:
         extra = [
             extra,

@@ -296,7 +296,9 @@ def _pooler(pooling: str, cm: torch.Tensor):
     """A function pooling a ``(B, T, W)`` value over the tokens where ``cm`` (B, T) is True."""
     if pooling == "mean":
         weights = (cm / cm.sum(1, keepdim=True)).to(torch.float32)
-        return lambda v: torch.einsum("btw,bt->bw", v, weights)
+        # Zero the padding first: a zero weight times NaN/inf (padded rows that attend to
+        # nothing, fp16 overflow) would still be NaN.
+        return lambda v: torch.einsum("btw,bt->bw", v.masked_fill(~cm[:, :, None], 0), weights)
     if pooling == "max":
         return lambda v: v.masked_fill(~cm[:, :, None], float("-inf")).amax(1)
     pos = torch.arange(cm.shape[1], device=cm.device).expand_as(cm)

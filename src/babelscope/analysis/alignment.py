@@ -150,6 +150,19 @@ def _steps_and_languages(out_dir: Path, settings: AlignSettings) -> tuple[list[i
             f"no expert scores under {root}: run `babelscope experts --out {out_dir}` first"
         )
     steps.sort()
+    # Only the checkpoints of the latest experts run: scores left from an earlier run
+    # (a step since removed or flagged) must not enter the plots.
+    experts_file = out_dir / "results" / "experts.parquet"
+    if experts_file.exists():
+        from babelscope.io import read_parquet_metadata
+
+        current = read_parquet_metadata(experts_file).get("steps")
+        if current:
+            steps = [s for s in steps if s in {int(x) for x in current}]
+            if not steps:
+                raise BabelscopeError(
+                    f"no complete expert scores for the steps of {experts_file}: rerun `babelscope experts`"
+                )
     langs = json.loads((root / f"step-{steps[-1]}" / COMPLETE).read_text()).get("languages", [])
     if settings.languages:
         missing = [lang for lang in settings.languages if lang not in langs]

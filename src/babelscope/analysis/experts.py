@@ -293,7 +293,10 @@ def _prepare_pools(
                 )
         pools.append(
             _Pool(lang=lang, ids=ids, texts=[text_of[i] for i in ids], concepts=[concepts[j] for j in keep],
-                  labels=y[:, keep], data_key=f"{dhash}:{lang}:{settings_hash(ids)}")
+                  labels=y[:, keep],
+                  # The labels too: a rebuilt concept table changes AP on the same text.
+                  data_key=f"{dhash}:{lang}:{settings_hash(ids)}:"
+                           f"{settings_hash(np.packbits(y[:, keep]).tobytes().hex())}")
         )  # fmt: skip
     skipped_df = pd.DataFrame(skipped, columns=["concept", "lang", "n_pos", "n_neg", "reason"])
     if len(skipped_df):
@@ -383,7 +386,9 @@ def _step_key(ckpt: Any, pools: list[_Pool], settings: ExpertSettings, dtype: st
     from babelscope.io import settings_hash
 
     s = settings.model_dump(exclude={"top_k_store", "threads", "batch_size"})
-    ident = {"source": str(ckpt.source), "revision": ckpt.revision, "gguf_file": ckpt.gguf_file}
+    from babelscope.checkpoints.series import checkpoint_signature
+
+    ident = checkpoint_signature(ckpt)  # new weights at the same path: recompute
     return settings_hash({"ckpt": ident, "pools": [(p.data_key, p.concepts) for p in pools],
                           "settings": s, "dtype": dtype})  # fmt: skip
 

@@ -22,6 +22,7 @@ saved at once (resume), and ``results/probe.parquet`` carries provenance.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -497,7 +498,7 @@ def run_probe(
     (a saved step is reused only for the same settings, data and checkpoint). Returns the
     combined frame (``RESULT_COLUMNS``), which carries provenance in its Parquet metadata.
     """
-    from babelscope.checkpoints.series import load_checkpoint
+    from babelscope.checkpoints.series import checkpoint_signature, load_checkpoint
     from babelscope.corpora.corpus import data_hash, load_corpus
     from babelscope.io import provenance, settings_hash, write_parquet_atomic
     from babelscope.progress import info, track, warn
@@ -523,11 +524,9 @@ def run_probe(
     reused: list[int] = []
     timings: list[float] = []
     for ckpt in track(series.checkpoints, f"probe: {len(series.checkpoints)} checkpoints"):
-        identity = {
-            "source": str(ckpt.source),
-            "revision": ckpt.revision,
-            "gguf_file": ckpt.gguf_file,
-        }
+        # The weights' files and the dtype: new weights at the same path are new results.
+        # (through JSON, as it is stored: tuples come back as lists)
+        identity = json.loads(json.dumps({**checkpoint_signature(ckpt), "dtype": dtype}))
         path = partial / f"step-{ckpt.step}.parquet"
         hit = _read_partial(path, key, identity)
         if hit is not None:

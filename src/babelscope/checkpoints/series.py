@@ -186,6 +186,28 @@ def _read_spec_file(path: Path) -> Any:
         raise BabelscopeError(f"cannot read series spec {path}: {e}") from None
 
 
+def checkpoint_signature(ckpt: Checkpoint) -> dict[str, Any]:
+    """What identifies a checkpoint's weights without loading them: for local files their
+    names, sizes and modification times (new weights at the same path change it); for a
+    hub revision the repository and revision. Per-step result caches key on it."""
+    src = Path(str(ckpt.source)).expanduser()
+    if src.is_file():
+        files = [src]
+    elif src.is_dir():
+        if ckpt.gguf_file:
+            files = [src / ckpt.gguf_file]
+        else:
+            files = sorted({f for pat in WEIGHT_PATTERNS for f in src.glob(pat)})
+    else:
+        return {"source": str(ckpt.source), "revision": ckpt.revision, "gguf_file": ckpt.gguf_file}
+    return {
+        "source": str(ckpt.source),
+        "revision": ckpt.revision,
+        "gguf_file": ckpt.gguf_file,
+        "files": [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.exists()],
+    }
+
+
 def _has_weights(d: Path) -> bool:
     return any(next(d.glob(p), None) is not None for p in WEIGHT_PATTERNS)
 
