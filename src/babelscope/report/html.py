@@ -146,9 +146,12 @@ def _summary_tables(run_dir: Path) -> dict[str, str]:
         if {"step", "layer", "measure", "value"} <= set(df.columns):
             whole = df[df["layer"].astype(str) == "all"]
             if not whole.empty:
-                cols = ["step", "measure", "value"] + (["chance"] if "chance" in df.columns else [])
-                out["alignment"] = "<h3>Whole-model alignment per checkpoint</h3>" + _table(
-                    whole[cols].sort_values(["measure", "step"]), max_rows=200
+                wide = whole.pivot_table(index="measure", columns="step", values="value")
+                wide.columns = [f"step {c}" for c in wide.columns]
+                if "chance" in whole.columns:
+                    wide["chance"] = whole.groupby("measure")["chance"].mean()
+                out["alignment"] = "<h3>Whole-model alignment, measure × checkpoint</h3>" + _table(
+                    wide.reset_index(), max_rows=50
                 )
     p = res / "steering.parquet"
     if p.exists():
