@@ -36,6 +36,11 @@ def fake_run(tmp_path):
         for s in (0, 8) for i in range(3)
     ]  # fmt: skip
     pd.DataFrame(rows).to_parquet(run / "results" / "probe.parquet")
+    align = [
+        dict(step=s, layer=layer, measure=m, value=v, chance=0.01)
+        for s, v in ((0, 0.02), (8, 0.05)) for layer in ("0", "all") for m in ("overlap", "jaccard")
+    ]  # fmt: skip
+    pd.DataFrame(align).to_parquet(run / "results" / "alignment.parquet")
     return run
 
 
@@ -48,6 +53,7 @@ def test_report_is_self_contained(tmp_path):
     assert "1 checkpoint(s) flagged" in html
     assert "Language identification by layer" in html
     assert "Probe accuracy (mean over seeds)" in html
+    assert "Whole-model alignment, measure × checkpoint" in html and "step 8" in html
 
 
 def _chromium():
