@@ -178,7 +178,6 @@ def test_torn_checkpoint_is_never_listed_and_staging_is_cleaned(data_dir, tmp_pa
     assert 4 in [s for s, _ in ck.list_checkpoints(out)]
 
 
-@pytest.mark.slow
 def test_resume_after_sigkill_equals_uninterrupted(data_dir, tmp_path):
     """A CLI run killed with SIGKILL mid-way, resumed, ends with the uninterrupted weights."""
     cfg_file = tmp_path / "longer.toml"
