@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import pytest
 import torch
 
 from babelscope.activations.neurons import hook_points
+from babelscope.analysis.experts import UnitScores
 from babelscope.analysis.intervention import Intervention, parse_statistic
 from babelscope.analysis.steering import sample_tokens
 from babelscope.errors import BabelscopeError
@@ -22,44 +21,14 @@ def tiny(request, tmp_path_factory):
     return model.eval(), tok
 
 
-@dataclass
-class FakeScores:
-    """The shape of ``experts.UnitScores``: flat per-unit arrays over all layers."""
-
-    layers: list[int]
-    widths: list[int]
-    ap: np.ndarray
-    on_p50: np.ndarray
-    on_p90: np.ndarray
-    off_mean: np.ndarray
-    step: int = 7
-    concept: str = "water"
-    lang: str = "spa"
-    offsets: np.ndarray = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.offsets = np.concatenate([[0], np.cumsum(self.widths)])
-
-    def flat(self, layer: int, unit: int) -> int:
-        return int(self.offsets[self.layers.index(layer)] + unit)
-
-    def top(self, k: int, layer: int | None = None) -> list[tuple[int, int]]:
-        order = np.argsort(-self.ap, kind="stable")
-        out = []
-        for f in order:
-            pos = int(np.searchsorted(self.offsets, f, side="right") - 1)
-            if layer is None or self.layers[pos] == layer:
-                out.append((self.layers[pos], int(f - self.offsets[pos])))
-            if len(out) == k:
-                break
-        return out
-
-
-def fake_scores(model) -> FakeScores:
+def fake_scores(model) -> UnitScores:
     points = hook_points(model, "mlp")
     n = sum(p.width for p in points)
     rng = np.random.default_rng(0)
-    return FakeScores(
+    return UnitScores(
+        step=7,
+        concept="water",
+        lang="spa",
         layers=[p.layer for p in points],
         widths=[p.width for p in points],
         ap=rng.random(n),

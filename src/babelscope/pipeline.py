@@ -30,6 +30,7 @@ class Run:
     force: bool = False
     keys: dict[str, str] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict)
+    resolved: Any = None  # the checkpoint series, resolved (and checked) once per run
 
     @property
     def dir(self) -> Path:
@@ -98,12 +99,16 @@ def stage_data(run: Run) -> dict[str, Any]:
 
 
 def _series(run: Run):
-    from babelscope.checkpoints.series import resolve_series
+    """The series (after pre-training, for the embedded one); resolving checks every
+    checkpoint's config and tokenizer, so it is done once per run, not once per stage."""
+    if run.resolved is None:
+        from babelscope.checkpoints.series import resolve_series
 
-    spec = run.cfg.model.series
-    if spec is None:
-        spec = run.dir / "model" / "checkpoints"
-    return resolve_series(spec)
+        spec = run.cfg.model.series
+        if spec is None:
+            spec = run.dir / "model" / "checkpoints"
+        run.resolved = resolve_series(spec)
+    return run.resolved
 
 
 def stage_pretrain(run: Run) -> dict[str, Any]:

@@ -48,8 +48,22 @@ Pooling = Literal["mean", "max", "last"]
 POOLINGS: tuple[str, ...] = ("mean", "max", "last")
 
 
+class _ByLayer:
+    """``get(layer)`` for the per-layer arrays of an extraction result."""
+
+    layers: list[int]
+    arrays: dict[int, np.ndarray]
+
+    def get(self, layer: int) -> np.ndarray:
+        if layer not in self.arrays:
+            raise BabelscopeError(
+                f"layer {layer} was not extracted: available layers {self.layers}"
+            )
+        return self.arrays[layer]
+
+
 @dataclass
-class PooledActivations:
+class PooledActivations(_ByLayer):
     """Pooled activations per layer: ``get(layer)`` is float32 ``(n_texts, width)``.
 
     For kinds with several points per layer (``linear_all``) a layer's array is the
@@ -66,20 +80,13 @@ class PooledActivations:
     n_tokens: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
 
-    def get(self, layer: int) -> np.ndarray:
-        if layer not in self.arrays:
-            raise BabelscopeError(
-                f"layer {layer} was not extracted: available layers {self.layers}"
-            )
-        return self.arrays[layer]
-
     def flat(self) -> np.ndarray:
         """All layers side by side, ``(n_texts, total units)``: the model-wide flat unit index."""
         return np.concatenate([self.arrays[layer] for layer in self.layers], axis=1)
 
 
 @dataclass
-class TokenSamples:
+class TokenSamples(_ByLayer):
     """Vectors at sampled token positions: ``get(layer)`` is float32 ``(n_tokens, width)``.
 
     ``sentence_index[t]`` is the text a token comes from (index into the input texts),
@@ -97,13 +104,6 @@ class TokenSamples:
     n_truncated: int = 0
     kind: str = "residual"
     meta: dict[str, Any] = field(default_factory=dict)
-
-    def get(self, layer: int) -> np.ndarray:
-        if layer not in self.arrays:
-            raise BabelscopeError(
-                f"layer {layer} was not extracted: available layers {self.layers}"
-            )
-        return self.arrays[layer]
 
 
 # ---------------------------------------------------------------------------------------
