@@ -17,3 +17,15 @@ class BabelscopeError(Exception):
     def __init__(self, message: str) -> None:
         # Keep it to one line: the CLI shows nothing else.
         super().__init__(" ".join(str(message).split()))
+
+
+class Interrupted(BaseException):
+    """Ctrl-C (SIGINT), raised by the CLI's own handler instead of KeyboardInterrupt.
+
+    Typer turns a KeyboardInterrupt into a silent exit 130 before our handler could say
+    anything; this one passes through it. ``kept`` and ``resume`` are filled in by whoever
+    knows what work is complete (the pipeline), for the one-line message.
+    """
+
+    kept: str = "completed work is kept"
+    resume: str = "run the same command again to resume"

@@ -3,6 +3,7 @@ calls into the library; user errors become one line and a non-zero exit."""
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -51,21 +52,54 @@ _register()
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app; a BabelscopeError prints one line and exits non-zero."""
+    """Entry point: run the app; every error the user can cause prints one line, exit 2."""
+    import signal
+
+    from babelscope.errors import Interrupted
+
     # babelscope draws its own progress bars; transformers' per-load bars and advisory
     # warnings (e.g. sequence longer than the model's maximum, which we truncate and
     # count) would bury them. Set before transformers is imported by any command.
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+    def _interrupt(signum: int, frame: object) -> None:
+        # Not KeyboardInterrupt: Typer would turn that into a silent exit 130.
+        raise Interrupted()
+
+    signal.signal(signal.SIGINT, _interrupt)
     try:
-        app(args=argv)  # standalone: click reports its own usage errors and exits
+        # Not standalone: usage errors come back here and are shown as one line too.
+        rc = app(args=argv, standalone_mode=False)
     except BabelscopeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        print(
-            "interrupted: completed work is kept; run the same command again to resume",
-            file=sys.stderr,
-        )
+        _fail(str(e), e.exit_code)
+    except Interrupted as e:
+        print(f"interrupted: {e.kept}; {e.resume}", file=sys.stderr)
         sys.exit(130)
+    except _click_exception() as e:
+        _fail(" ".join(e.format_message().split()), getattr(e, "exit_code", 2))
+    except MemoryError:
+        _fail("out of memory: use a smaller batch_size, fewer sentences or a smaller model", 2)
+    except OSError as e:
+        # A file the user named is unreadable, a disk is full, a directory read-only: the
+        # environment, not a bug. (EPIPE: the reader of our output went away.)
+        if e.errno == errno.EPIPE:
+            sys.exit(1)
+        where = f": {e.filename}" if e.filename else ""
+        _fail(f"{e.strerror or e}{where}: check the path, its permissions and free space", 2)
+    sys.exit(rc if isinstance(rc, int) else 0)
+
+
+def _click_exception() -> type[Exception]:
+    """The ClickException class Typer uses (its own vendored copy in recent releases)."""
+    try:
+        from typer._click.exceptions import ClickException
+    except ImportError:  # pragma: no cover - older Typer on upstream click
+        from click.exceptions import ClickException
+    return ClickException
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)

@@ -6,13 +6,17 @@ Layout of ``<out>/checkpoints/step-<N>/``::
     tokenizer.json  tokenizer_config.json                      (Hugging Face tokenizer)
     provenance.json        step, run id, data hash, tokens seen, held-out losses
     training_state/        resume only; the HF loaders never look here
-        state.pt           optimizer, scheduler, torch RNG
+        tensors.safetensors  optimizer moments, torch RNG (tensors only: no code can run)
+        tensors.json       the structure around them: param groups, scheduler, scalars
         state.json         step, tokens seen, sampler (data position) state
         log.parquet        the training log up to this step
 
 A checkpoint is built in ``<out>/.staging/`` and renamed into ``checkpoints/`` as its last
 act, so ``checkpoints/`` only ever holds complete checkpoints; a killed run leaves at
 most a staging directory, which the next run removes.
+
+Resume state is data, never a pickle: a planted ``state.pt`` is not executed (an older
+run's ``state.pt`` is read with ``weights_only=True``, which unpickles tensors only).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from babelscope.errors import BabelscopeError
 from babelscope.io import write_json_atomic
 
 CHECKPOINTS_DIR = "checkpoints"
@@ -57,8 +62,78 @@ def list_checkpoints(out_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+TENSORS_FILE = "tensors.safetensors"
+STRUCTURE_FILE = "tensors.json"
+LEGACY_FILE = "state.pt"  # written by babelscope < 0.2: read with weights_only=True
+
+
 def has_training_state(path: Path) -> bool:
-    return (path / STATE_DIR / "state.pt").is_file() and (path / STATE_DIR / "state.json").is_file()
+    state = Path(path) / STATE_DIR
+    if not (state / "state.json").is_file():
+        return False
+    return ((state / TENSORS_FILE).is_file() and (state / STRUCTURE_FILE).is_file()) or (
+        state / LEGACY_FILE
+    ).is_file()
+
+
+def _split_tensors(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """``obj`` as JSON with each tensor replaced by a reference into ``tensors``.
+
+    Dicts with non-string keys (the optimizer's ``{param_id: state}``) and tuples are
+    tagged so that :func:`_join_tensors` gives back exactly what was saved.
+    """
+    if isinstance(obj, torch.Tensor):
+        name = f"t{len(tensors)}"
+        # Own, contiguous storage: safetensors refuses shared or strided views.
+        tensors[name] = obj.detach().cpu().contiguous().clone()
+        return {"__tensor__": name}
+    if isinstance(obj, dict):
+        if all(isinstance(k, str) for k in obj) and "__items__" not in obj:
+            return {k: _split_tensors(v, tensors) for k, v in obj.items()}
+        return {"__items__": [[k, _split_tensors(v, tensors)] for k, v in obj.items()]}
+    if isinstance(obj, tuple):
+        return {"__tuple__": [_split_tensors(v, tensors) for v in obj]}
+    if isinstance(obj, list):
+        return [_split_tensors(v, tensors) for v in obj]
+    if obj is None or isinstance(obj, bool | int | float | str):
+        return obj
+    raise TypeError(f"resume state holds a {type(obj).__name__}: only tensors and plain data")
+
+
+def _join_tensors(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(obj, dict):
+        if set(obj) == {"__tensor__"}:
+            return tensors[obj["__tensor__"]]
+        if set(obj) == {"__items__"}:
+            return {k: _join_tensors(v, tensors) for k, v in obj["__items__"]}
+        if set(obj) == {"__tuple__"}:
+            return tuple(_join_tensors(v, tensors) for v in obj["__tuple__"])
+        return {k: _join_tensors(v, tensors) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_join_tensors(v, tensors) for v in obj]
+    return obj
+
+
+def save_tensor_state(state: dict[str, Any], directory: Path) -> None:
+    """Write ``state`` (tensors in nested dicts/lists) as safetensors + JSON, no pickle."""
+    from safetensors.torch import save_file
+
+    tensors: dict[str, torch.Tensor] = {}
+    structure = _split_tensors(state, tensors)
+    save_file(tensors, str(Path(directory) / TENSORS_FILE))
+    (Path(directory) / STRUCTURE_FILE).write_text(json.dumps(structure))
+
+
+def load_tensor_state(directory: Path) -> dict[str, Any]:
+    """What :func:`save_tensor_state` wrote (or a legacy ``state.pt``, tensors only)."""
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    if not (directory / TENSORS_FILE).is_file() and (directory / LEGACY_FILE).is_file():
+        # weights_only=True: the unpickler builds tensors and plain containers, nothing else.
+        return torch.load(directory / LEGACY_FILE, map_location="cpu", weights_only=True)
+    tensors = load_file(str(directory / TENSORS_FILE), device="cpu")
+    return _join_tensors(json.loads((directory / STRUCTURE_FILE).read_text()), tensors)
 
 
 def clean_staging(out_dir: Path) -> None:
@@ -88,7 +163,7 @@ def save_checkpoint(
         tokenizer.save_pretrained(tmp)
         state = tmp / STATE_DIR
         state.mkdir()
-        torch.save(torch_state, state / "state.pt")
+        save_tensor_state(torch_state, state)
         (state / "state.json").write_text(json.dumps(json_state, sort_keys=True))
         log.to_parquet(state / "log.parquet", index=False)
         # Written last inside the staging dir: REQUIRED_FILES makes a torn copy visible.
@@ -118,11 +193,29 @@ def quiet_hf_progress() -> Iterator[None]:
 
 
 def load_training_state(path: Path) -> tuple[dict[str, Any], dict[str, Any], pd.DataFrame]:
-    """``(torch_state, json_state, log)`` saved beside a checkpoint's weights."""
+    """``(torch_state, json_state, log)`` saved beside a checkpoint's weights.
+
+    A damaged or foreign state (truncated file, a pickle where tensors belong, edited JSON)
+    is a one-line error that says how to start over, never a traceback or executed code.
+    """
     state = Path(path) / STATE_DIR
-    torch_state = torch.load(state / "state.pt", map_location="cpu", weights_only=False)
-    json_state = json.loads((state / "state.json").read_text())
-    log = pd.read_parquet(state / "log.parquet")
+    try:
+        torch_state = load_tensor_state(state)
+        json_state = json.loads((state / "state.json").read_text())
+        log = pd.read_parquet(state / "log.parquet")
+    except Exception as e:  # noqa: BLE001 - safetensors, JSON, pyarrow and unpickler errors alike
+        first = (str(e).splitlines() or [type(e).__name__])[0][:200]
+        raise BabelscopeError(
+            f"cannot resume from {path}: its training state is damaged or not babelscope's "
+            f"({type(e).__name__}: {first}); rerun with --force to train from scratch"
+        ) from None
+    if not isinstance(torch_state, dict) or not {"optimizer", "scheduler", "torch_rng"} <= set(
+        torch_state
+    ):
+        raise BabelscopeError(
+            f"cannot resume from {path}: its training state lacks optimizer, scheduler or RNG "
+            "state; rerun with --force to train from scratch"
+        )
     return torch_state, json_state, log
 
 
