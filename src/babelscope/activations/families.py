@@ -1,4 +1,4 @@
-"""The one table of architecture knowledge: where the blocks and the MLP live, per family.
+"""The one table of architecture knowledge: where the blocks, the MLP and the output head live.
 
 Everything babelscope knows about a model architecture is a line in :data:`FAMILIES`,
 keyed by ``config.model_type``. A line says where the list of transformer blocks is,
@@ -39,6 +39,15 @@ class FamilySpec:
         text_config: sub-config holding those fields in multimodal wrappers (Gemma 3).
         final_proj: a projection applied after the final norm inside the base model
             (OPT's ``project_out``), which changes the width of the last residual state.
+        final_norm: the norm applied to the last block's output (path from the top
+            model); the logit lens decodes every layer through it, then ``final_proj``
+            and ``lm_head``. A family whose norm can be switched off (OPT-350m) finds
+            ``None`` there and skips it.
+        lm_head: the output head (path from the top model) mapping the final residual
+            state to logits (where a transformers version names it otherwise, the
+            model's ``get_output_embeddings()``).
+        logit_softcap_field: config field of a soft cap applied to the logits
+            (``cap * tanh(logits / cap)``, Gemma 2/3); ``None``: no cap.
     """
 
     model_type: str
@@ -51,6 +60,9 @@ class FamilySpec:
     intermediate_mult: int = 4
     text_config: str | None = None
     final_proj: str | None = None
+    final_norm: str | None = None
+    lm_head: str = "lm_head"
+    logit_softcap_field: str | None = None
 
     @property
     def base(self) -> str:
@@ -75,29 +87,35 @@ class FamilySpec:
         return int(getattr(self.text_cfg(config), self.layers_field))
 
 
-_GATED = dict(down_proj="mlp.down_proj", up_proj="mlp.up_proj")
+_GATED = dict(down_proj="mlp.down_proj", up_proj="mlp.up_proj", final_norm="model.norm")
+_CAP = dict(logit_softcap_field="final_logit_softcapping")
 
 #: The table. Keyed by ``config.model_type``.
 FAMILIES: dict[str, FamilySpec] = {
     "gpt2": FamilySpec("gpt2", layers="transformer.h", down_proj="mlp.c_proj", up_proj="mlp.c_fc",
-                       hidden_field="n_embd", intermediate_field="n_inner", layers_field="n_layer"),
+                       hidden_field="n_embd", intermediate_field="n_inner", layers_field="n_layer",
+                       final_norm="transformer.ln_f"),
     "bloom": FamilySpec("bloom", layers="transformer.h", down_proj="mlp.dense_4h_to_h",
-                        up_proj="mlp.dense_h_to_4h", intermediate_field=None, layers_field="n_layer"),
+                        up_proj="mlp.dense_h_to_4h", intermediate_field=None, layers_field="n_layer",
+                        final_norm="transformer.ln_f"),
     "xglm": FamilySpec("xglm", layers="model.layers", down_proj="fc2", up_proj="fc1",
-                       hidden_field="d_model", intermediate_field="ffn_dim", layers_field="num_layers"),
+                       hidden_field="d_model", intermediate_field="ffn_dim", layers_field="num_layers",
+                       final_norm="model.layer_norm"),
     "opt": FamilySpec("opt", layers="model.decoder.layers", down_proj="fc2", up_proj="fc1",
-                      intermediate_field="ffn_dim", final_proj="project_out"),
+                      intermediate_field="ffn_dim", final_proj="project_out",
+                      final_norm="model.decoder.final_layer_norm"),
     "gpt_neox": FamilySpec("gpt_neox", layers="gpt_neox.layers", down_proj="mlp.dense_4h_to_h",
-                           up_proj="mlp.dense_h_to_4h"),
+                           up_proj="mlp.dense_h_to_4h", final_norm="gpt_neox.final_layer_norm"),
     "llama": FamilySpec("llama", layers="model.layers", **_GATED),
     "mistral": FamilySpec("mistral", layers="model.layers", **_GATED),
     "qwen2": FamilySpec("qwen2", layers="model.layers", **_GATED),
     "qwen3": FamilySpec("qwen3", layers="model.layers", **_GATED),
     "gemma": FamilySpec("gemma", layers="model.layers", **_GATED),
-    "gemma2": FamilySpec("gemma2", layers="model.layers", **_GATED),
-    "gemma3_text": FamilySpec("gemma3_text", layers="model.layers", **_GATED),
+    "gemma2": FamilySpec("gemma2", layers="model.layers", **_GATED, **_CAP),
+    "gemma3_text": FamilySpec("gemma3_text", layers="model.layers", **_GATED, **_CAP),
     # Gemma 3 with a vision tower: the text model sits inside the multimodal wrapper.
-    "gemma3": FamilySpec("gemma3", layers="model.language_model.layers", text_config="text_config", **_GATED),
+    "gemma3": FamilySpec("gemma3", layers="model.language_model.layers", text_config="text_config",
+                        **{**_GATED, "final_norm": "model.language_model.norm"}, **_CAP),
     "olmo": FamilySpec("olmo", layers="model.layers", **_GATED),
     "olmo2": FamilySpec("olmo2", layers="model.layers", **_GATED),
 }  # fmt: skip
@@ -200,3 +218,73 @@ def check_widths(model: torch.nn.Module, spec: FamilySpec) -> None:
                 raise BabelscopeError(
                     f"{where}: the {what} in block {i} ('{path}') has width {got} but the config says {want}"
                 )
+
+
+@dataclass
+class OutputHead:
+    """How a model turns its last residual state into logits (from the table's line).
+
+    ``norm`` (``None`` when the model has none) and ``proj`` (OPT's ``project_out``,
+    usually ``None``) apply to block outputs only: the base model's own output,
+    ``hidden_states[L]``, has been through both already. ``softcap``: Gemma 2/3's
+    ``cap * tanh(logits / cap)``, or ``None``.
+    """
+
+    norm: torch.nn.Module | None
+    proj: torch.nn.Module | None
+    head: torch.nn.Module
+    softcap: float | None
+
+    def logits(self, hidden: torch.Tensor, *, final: bool = False) -> torch.Tensor:
+        """Logits for residual states ``(..., d)``; ``final=True``: already normed and projected."""
+        h = hidden
+        if not final:
+            if self.norm is not None:
+                h = self.norm(h)
+            if self.proj is not None:
+                h = self.proj(h)
+        out = self.head(h)
+        if self.softcap:
+            out = torch.tanh(out / self.softcap) * self.softcap
+        return out
+
+
+def output_head(model: torch.nn.Module) -> OutputHead:
+    """The final norm, output projection and LM head of ``model``, found through its table line.
+
+    Raises BabelscopeError when the line names no final norm or a module is missing, and
+    when the head's input width is not the width of the base model's output.
+    """
+    spec = family_of(model)
+    where = f"model family '{spec.model_type}'"
+    fix = f"fix the line for '{spec.model_type}' in FAMILIES (babelscope/activations/families.py)"
+    if spec.final_norm is None:
+        raise BabelscopeError(f"{where}: the table names no final norm (final_norm): {fix}")
+    try:
+        norm = get_module(model, spec.final_norm)
+        try:
+            head = get_module(model, spec.lm_head)
+        except AttributeError:
+            # Renamed across transformers versions (GPT-NeoX: embed_out -> lm_head).
+            get_out = getattr(model, "get_output_embeddings", None)
+            head = get_out() if get_out is not None else None
+            if head is None:
+                raise
+    except AttributeError as e:
+        raise BabelscopeError(
+            f"{where}: no module '{e.args[0]}' in {type(model).__name__}: {fix}"
+        ) from None
+    proj = getattr(get_module(model, spec.base), spec.final_proj, None) if spec.final_proj else None
+    width = out_features(proj) if proj is not None else spec.hidden_size(model.config)
+    if head is None or not hasattr(head, "weight"):
+        raise BabelscopeError(f"{where}: '{spec.lm_head}' is not a linear output head: {fix}")
+    if in_features(head) != width:
+        raise BabelscopeError(
+            f"{where}: the output head '{spec.lm_head}' takes width {in_features(head)} "
+            f"but the base model's output has width {width}: {fix}"
+        )
+    cap = None
+    if spec.logit_softcap_field:
+        value = getattr(spec.text_cfg(model.config), spec.logit_softcap_field, None)
+        cap = float(value) if value else None
+    return OutputHead(norm=norm, proj=proj, head=head, softcap=cap)
