@@ -1,10 +1,12 @@
-"""The forcing hook: overwrite chosen units with fixed values while the model runs.
+"""The forcing hook: overwrite chosen units with fixed values (or shift them) while the model runs.
 
 An :class:`Intervention` is a small, saveable object in the style of apple/ml-aura:
 a list of ``(layer, unit, value)`` for one unit kind (see
-:func:`babelscope.activations.neurons.hook_points`) plus where it came from (step,
-concept, source language, statistic). :meth:`Intervention.attach` registers one hook
-per touched layer; the hook overwrites the units at *every* position of whatever the
+:func:`babelscope.activations.neurons.hook_points`), a ``mode`` and where it came from
+(step, concept, source language, statistic). In mode ``set`` a unit is overwritten with
+its value; in mode ``add`` the value is added to what the unit computes (a shift by
+on - off keeps the unit's own variation). :meth:`Intervention.attach` registers one hook
+per touched layer; the hook changes the units at *every* position of whatever the
 module sees. With the KV cache on, the forward passes after the prompt see only the
 newest token, so the prompt and every generated token are forced alike.
 
@@ -27,6 +29,7 @@ from babelscope.errors import BabelscopeError
 
 FORMAT = "babelscope.intervention/1"
 STATISTICS = ("on_p50", "on_p90", "zero")
+MODES = ("set", "add")
 
 
 def parse_statistic(statistic: str | float) -> str | float:
@@ -90,8 +93,11 @@ class Intervention:
     condition: str = "custom"
     seed: int | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    mode: str = "set"
 
     def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise BabelscopeError(f"unknown forcing mode '{self.mode}': use set or add")
         self.units = [(int(la), int(u), float(v)) for la, u, v in self.units]
         if not self.units:
             raise BabelscopeError("an intervention needs at least one unit: K must be at least 1")
@@ -124,6 +130,7 @@ class Intervention:
             "statistic": self.statistic,
             "condition": self.condition,
             "seed": self.seed,
+            "mode": self.mode,
             "k": self.k,
             "meta": self.meta,
         }
@@ -255,7 +262,9 @@ class Intervention:
                     start += hp.width
                     if not mine:
                         continue
-                    hook = _ForceHook([u for u, _ in mine], [v for _, v in mine])
+                    hook = _ForceHook(
+                        [u for u, _ in mine], [v for _, v in mine], add=self.mode == "add"
+                    )
                     if hp.reads == "input":
                         h = hp.module.register_forward_pre_hook(hook.pre, with_kwargs=True)
                     else:
@@ -294,6 +303,7 @@ class Intervention:
             condition=d.get("condition", "custom"),
             seed=d.get("seed"),
             meta=d.get("meta") or {},
+            mode=d.get("mode", "set"),
         )
 
     def save(self, path: str | Path) -> Path:
@@ -359,11 +369,13 @@ class InterventionHandle:
 
 
 class _ForceHook:
-    """Overwrites ``x[..., units] = values`` on the module's input or output tensor."""
+    """``x[..., units] = values`` (or ``+= values`` with ``add``) on the module's input or
+    output tensor."""
 
-    def __init__(self, units: Sequence[int], values: Sequence[float]) -> None:
+    def __init__(self, units: Sequence[int], values: Sequence[float], add: bool = False) -> None:
         import torch
 
+        self.add = add
         self._idx_cpu = torch.tensor(list(units), dtype=torch.long)
         self._val_cpu = torch.tensor(list(values), dtype=torch.float32)
         self._cache: dict[tuple[Any, Any], tuple[Any, Any]] = {}
@@ -378,7 +390,10 @@ class _ForceHook:
         # In place when nothing needs the old values (no autograd); otherwise on a copy.
         if torch.is_grad_enabled() and x.requires_grad:
             x = x.clone()
-        x[..., idx] = val
+        if self.add:
+            x[..., idx] += val
+        else:
+            x[..., idx] = val
         return x
 
     def pre(self, module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:

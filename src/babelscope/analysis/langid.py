@@ -7,9 +7,10 @@ ISO 639-3 with :func:`babelscope.languages.tag_to_iso3`; a code outside babelsco
 language table is kept as the identifier gives it. Below the confidence bar, and for
 text with too few letters, the answer is ``und`` (undetermined).
 
-A concept hit is the concept's words (``ConceptLexicon``) found in the text *in the
-detected language*; for ``und`` or a language the lexicon does not cover, the words of
-every language are tried.
+A concept hit is the concept's words (``ConceptLexicon``) found in the text in *any*
+language of the concept table, recorded per language (:func:`concept_hits`): the judge
+treats every language alike and does not depend on the text's language being identified.
+A single character of a script without spaces counts only in text mostly in that script.
 """
 
 from __future__ import annotations
@@ -155,11 +156,57 @@ def detect_language(text: str, min_confidence: float = 0.5) -> LangGuess:
     return default_judge(min_confidence).detect(text)
 
 
-def concept_hit(text: str, concept: str, lang: str, lexicon: Any | None = None) -> bool:
-    """Does ``text`` name ``concept`` in language ``lang``? ``und`` (no language could be
-    identified) is never a hit: in gibberish, single-character words of scripts without
-    spaces would match by chance. For an identified language the table lacks, the words of
-    every language are tried."""
+# Characters of each script written without spaces (languages.NO_SPACE_SCRIPTS).
+_SCRIPT_CHARS = {
+    "Hans": "\u3400-\u4dbf\u4e00-\u9fff", "Hant": "\u3400-\u4dbf\u4e00-\u9fff",
+    "Jpan": "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff", "Thai": "\u0e00-\u0e7f",
+    "Khmr": "\u1780-\u17ff", "Laoo": "\u0e80-\u0eff", "Mymr": "\u1000-\u109f",
+}  # fmt: skip
+_LONG_FORMS: dict[tuple[int, str, str], Any] = {}
+
+
+def script_share(text: str, lang: str) -> float:
+    """Share of the letters of ``text`` written in ``lang``'s script (no-space scripts only;
+    1.0 for other languages)."""
+    from babelscope.languages import script_of
+
+    chars = _SCRIPT_CHARS.get(script_of(lang))
+    if chars is None:
+        return 1.0
+    letters = _letters(text)
+    return len(re.findall(f"[{chars}]", text)) / letters if letters else 0.0
+
+
+def _long_forms_match(text: str, concept: str, lang: str, lexicon: Any) -> bool:
+    """Whether a form of two or more characters (exclusions kept) matches."""
+    key = (id(lexicon), concept, lang)
+    if key not in _LONG_FORMS:
+        from babelscope.concepts.lexicon import ConceptLexicon
+
+        words = lexicon.words(concept, lang)
+        long = [w for w in words if not w.startswith("!") and len(w.strip("*")) >= 2]
+        _LONG_FORMS[key] = (
+            ConceptLexicon.from_words(
+                {concept: long + [w for w in words if w.startswith("!")]}, lang
+            )
+            if long
+            else None
+        )
+    sub = _LONG_FORMS[key]
+    return sub is not None and sub.matches(text, concept, lang)
+
+
+def concept_hits(text: str, concept: str, lexicon: Any | None = None) -> list[str]:
+    """The languages of the concept table whose words for ``concept`` occur in ``text``.
+
+    Every language is tried, whatever the text was identified as: code-switched output
+    counts, and whether a text names the concept does not depend on its language being
+    identified. One exception keeps chance matches out: a single character of a script
+    written without spaces (Chinese ``水``) counts only where that script makes up at least
+    half of the text's letters; longer forms count anywhere.
+    """
+    from babelscope.concepts.lexicon import is_no_space
+
     if lexicon is None:
         from babelscope.concepts.lexicon import ConceptLexicon
 
@@ -170,8 +217,20 @@ def concept_hit(text: str, concept: str, lang: str, lexicon: Any | None = None) 
             f"unknown concept '{concept}' in the concept table {lexicon.source}: choose one of "
             f"{', '.join(lexicon.concepts[:10])}"
         )
-    if lang == UND:
-        return False
-    if lang in langs:
-        return bool(lexicon.matches(text, concept, lang))
-    return any(lexicon.matches(text, concept, lg) for lg in langs)
+    hits = []
+    for lang in langs:
+        if not lexicon.matches(text, concept, lang):
+            continue
+        if (
+            is_no_space(lang)
+            and script_share(text, lang) < 0.5
+            and not _long_forms_match(text, concept, lang, lexicon)
+        ):
+            continue
+        hits.append(lang)
+    return hits
+
+
+def concept_hit(text: str, concept: str, lexicon: Any | None = None) -> bool:
+    """Does ``text`` name ``concept`` in any language of the table (see :func:`concept_hits`)?"""
+    return bool(concept_hits(text, concept, lexicon))

