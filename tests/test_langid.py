@@ -11,7 +11,9 @@ from babelscope.analysis.langid import (
     LanguageJudge,
     clean_text,
     concept_hit,
+    concept_hits,
     detect_language,
+    script_share,
 )
 from babelscope.errors import BabelscopeError
 
@@ -100,19 +102,31 @@ def _lexicon():
     )
 
 
-def test_concept_hit_in_detected_language():
+def test_concept_hits_in_every_language():
     lex = _lexicon()
-    assert concept_hit("El agua está fría.", "water", "spa", lex)
-    assert not concept_hit(
-        "El agua está fría.", "water", "eng", lex
-    )  # words of the detected lang only
-    assert concept_hit("The water is cold.", "water", "eng", lex)
-    assert not concept_hit("The water is cold.", "fire", "eng", lex)
-    assert concept_hit("河里的水很冷。", "water", "zho", lex)
-    # Undetermined is never a hit (gibberish would match single CJK characters by chance);
-    # an identified language the table lacks tries every language's words.
-    assert not concept_hit("agua", "water", UND, lex)
-    assert not concept_hit("水水水 qx", "water", UND, lex)
-    assert concept_hit("water agua", "water", "deu", lex)
+    assert concept_hits("El agua está fría.", "water", lex) == ["spa"]
+    assert concept_hits("The water is cold.", "water", lex) == ["eng"]
+    assert not concept_hit("The water is cold.", "fire", lex)
+    # Code-switched output counts, in each language it uses; no language ID needed.
+    assert sorted(concept_hits("the agua and the water", "water", lex)) == ["eng", "spa"]
+    assert concept_hits("河里的水很冷。", "water", lex) == ["zho"]
+    # A single CJK character counts only in text mostly written in that script: in
+    # gibberish it would match by chance.
+    assert concept_hits("qx zz 水 blorp fnord", "water", lex) == []
+    assert concept_hits("水水水 qx", "water", lex) == ["zho"]
     with pytest.raises(BabelscopeError, match="unknown concept"):
-        concept_hit("x", "earth", "eng", lex)
+        concept_hit("x", "earth", lex)
+
+
+def test_longer_cjk_forms_count_anywhere():
+    from babelscope.concepts.lexicon import ConceptLexicon
+
+    lex = ConceptLexicon.parse("concept\tlang\twords\nmusic\teng\tmusic\nmusic\tzho\t音乐|乐\n")
+    assert concept_hits("some text 音乐 in between", "music", lex) == ["zho"]
+    assert concept_hits("some text 乐 in between", "music", lex) == []
+
+
+def test_script_share():
+    assert script_share("河里的水", "zho") == 1.0
+    assert script_share("ab 水", "zho") == pytest.approx(1 / 3)
+    assert script_share("anything", "spa") == 1.0

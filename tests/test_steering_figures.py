@@ -1,4 +1,4 @@
-"""Steering figures: stacked language bars per condition and the concept-hit rate."""
+"""Steering figures: the dose-response with intervals and the stacked language bars."""
 
 from __future__ import annotations
 
@@ -6,40 +6,32 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from babelscope.report.figures.steering import hit_rates, language_shares, plot_steering
+from babelscope.report.figures.steering import language_shares, plot_steering
 
 
-def fake_table(concepts=("water", "music"), steps=(0, 8, 64)) -> pd.DataFrame:
+def fake_table(concepts=("water", "music"), steps=(0, 8, 64), ks=(10, 100)) -> pd.DataFrame:
     rng = np.random.default_rng(0)
-    langs = ["spa", "eng", "por", "zho", "und", "deu", "fra", "ita", "rus", "jpn", "ara", "hin"]
+    langs = ["eng", "por", "zho", "und", "deu", "fra", "ita", "rus", "jpn", "ara", "hin", "tur"]
     rows = []
     for step in steps:
         for concept in concepts:
-            for cond in ("experts", "none", "random"):
+            for cond, k in [("none", 0)] + [(c, k) for c in ("experts", "random") for k in ks]:
                 for seed in range(20):
                     rows.append(dict(step=step, concept=concept, source_lang="spa", condition=cond,
-                                     k=10, statistic="on_p50", seed=seed, text="x",
-                                     detected_lang=str(rng.choice(langs)), confidence=0.9,
-                                     lid_method="fasttext", concept_hit=bool(rng.random() < 0.3)))  # fmt: skip
+                                     forced_from="", k=k, draw=seed % 2 if cond == "random" else -1,
+                                     seed=seed, text=f"{cond}{k}{seed}{concept}",
+                                     lang=str(rng.choice(langs)), lang_score=0.9,
+                                     concept_hit=bool(rng.random() < 0.3), fluency=5.0))  # fmt: skip
     return pd.DataFrame(rows)
 
 
-def test_shares_sum_to_one_and_rare_languages_pooled():
-    df = fake_table()
+def test_shares_keep_source_and_english_and_pool_rare_languages():
+    df = fake_table()  # no output is Spanish, yet Spanish is kept
     sh = language_shares(df, max_langs=4)
-    total = sh.groupby(["concept", "condition", "step"])["share"].sum()
+    total = sh.groupby(["condition", "step"])["share"].sum()
     assert np.allclose(total, 1.0)
-    assert set(sh["lang"]) <= set(df["detected_lang"].value_counts().index[:5]) | {"other", "und"}
-    assert "other" in set(sh["lang"]) and "und" in set(sh["lang"])
-
-
-def test_hit_rates():
-    df = fake_table(concepts=("water",), steps=(1,))
-    r = hit_rates(df)
-    assert len(r) == 3
-    for _, row in r.iterrows():
-        sub = df[df["condition"] == row["condition"]]
-        assert row["hit_rate"] == pytest.approx(sub["concept_hit"].mean())
+    assert "eng" in set(sh["lang"]) and "other" in set(sh["lang"]) and "und" in set(sh["lang"])
+    assert len(set(sh["lang"]) - {"other", "und"}) <= 4
 
 
 @pytest.mark.parametrize("concepts", [("water",), ("a", "b", "c", "d", "e")])
@@ -49,7 +41,7 @@ def test_figures_written(tmp_path, concepts):
     paths = plot_steering(tmp_path / "steering.parquet", tmp_path / "figures")
     names = sorted(p.name for p in paths)
     assert names == [
-        "steering_concept_hits.png", "steering_concept_hits.svg",
+        "steering_dose_response.png", "steering_dose_response.svg",
         "steering_languages.png", "steering_languages.svg",
     ]  # fmt: skip
     for p in paths:

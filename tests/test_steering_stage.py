@@ -94,7 +94,8 @@ def test_table_contract(steered):
     assert set(df.loc[df["condition"] != "none", "k"]) == {3, 6}
     rnd = df[df["condition"] == "random"]
     # split seeds: every seed exactly once per (step, concept, K), spread over the draws
-    assert (rnd.groupby(["step", "concept", "k"])["seed"].apply(sorted) == [[0, 1, 2, 3]] * 4).all()
+    per_job = rnd.groupby(["step", "concept", "k"])["seed"].apply(sorted)
+    assert len(per_job) == 8 and all(v == [0, 1, 2, 3] for v in per_job)
     assert set(rnd["draw"]) == {0, 1} and (df.loc[df["condition"] != "random", "draw"] == -1).all()
     other = df[df["condition"] == "other_concept"]
     assert set(zip(other["concept"], other["forced_from"], strict=True)) == {

@@ -23,7 +23,9 @@ def register(app: typer.Typer) -> None:
         include_flagged: bool = typer.Option(
             False, "--include-flagged", help="Also analyse checkpoints OUT/checkpoints.json flags."
         ),
-        data: Path = typer.Option(None, help="Data dir (`babelscope data build`), for provenance."),
+        data: Path = typer.Option(
+            None, help="Data dir (`babelscope data build`): forcing values are measured on it."
+        ),
         out: Path = typer.Option(
             ..., help="Run dir holding results/experts.parquet; results go there."
         ),
@@ -34,12 +36,17 @@ def register(app: typer.Typer) -> None:
         source_lang: str = typer.Option(
             "spa", help="Language the experts were found in (ISO 639-3)."
         ),
-        k: int = typer.Option(None, help="Experts forced; default min(500, 10% of the units)."),
-        k_fraction: float = typer.Option(
-            0.1, help="K as a share of the units when --k is not given."
+        k: list[str] = typer.Option(
+            None, help="The K grid (repeat or comma-separate), e.g. 10,30,100; default 10..1000."
         ),
-        statistic: str = typer.Option(
-            "on_p50", help="Forced value: on_p50, on_p90, zero or a number."
+        statistic: str = typer.Option("token", help="Forced value: token, max or pooled."),
+        mode: str = typer.Option("add", help="add: shift by on - off; set: overwrite with on."),
+        other_lang: str = typer.Option(
+            "swa", help="Source language of the other-language baseline."
+        ),
+        random_draws: int = typer.Option(5, help="Draws of the layer-matched random baseline."),
+        value_sentences: int = typer.Option(
+            200, help="Background sentences per language for off values and spreads."
         ),
         seeds: int = typer.Option(100, help="Seeds 0..S-1: one output each per condition."),
         steps: list[str] = typer.Option(None, help="Checkpoints (steps) to steer."),
@@ -51,7 +58,7 @@ def register(app: typer.Typer) -> None:
         top_p: float = typer.Option(0.9, help="Nucleus sampling mass."),
         prompt: str = typer.Option(None, help="Prompt text; default BOS alone."),
         conditions: list[str] = typer.Option(
-            None, help="experts, none, random (default: all three)."
+            None, help="experts, none, random, other_concept, other_lang (default: all)."
         ),
         batch_size: int = typer.Option(None, help="Seeds per batch (default: all at once)."),
         min_confidence: float = typer.Option(0.5, help="Language-ID confidence below which 'und'."),
@@ -59,27 +66,31 @@ def register(app: typer.Typer) -> None:
         dtype: str = typer.Option("fp32", help="fp32, bf16 or fp16."),
         figures: bool = typer.Option(True, help="Draw the figures into OUT/figures."),
     ) -> None:
-        """Steer generation with concept experts: forced, unforced and random-units outputs,
-        their languages and concept hits, per checkpoint (Experiment 3)."""
+        """Steer generation with concept experts as a dose-response over K, beside fair
+        baselines; the outputs' languages, concept hits and fluency (Experiment 3)."""
         from pydantic import ValidationError
 
-        from babelscope.analysis.steering import SteerSettings, run_steering, summarize
+        from babelscope.analysis.steering import SteerSettings, dose_table, run_steering
         from babelscope.errors import BabelscopeError
         from babelscope.progress import console
 
         try:
-            step_list = [int(s) for s in _split(steps) or []] or None
+            step_list = [int(x) for x in _split(steps) or []] or None
+            k_grid = [int(x) for x in _split(k) or []] or None
         except ValueError:
             raise BabelscopeError(
-                f"--steps {' '.join(steps)}: give whole numbers, e.g. --steps 0,1024"
+                "--steps/--k: give whole numbers, e.g. --steps 0,1024 --k 10,100"
             ) from None
         raw = dict(
-            concepts=_split(concept), source_lang=source_lang, k=k, k_fraction=k_fraction,
-            statistic=statistic, seeds=seeds, steps=step_list, max_new_tokens=max_new_tokens,
-            checkpoints=checkpoints or None,
+            concepts=_split(concept), source_lang=source_lang, other_lang=other_lang,
+            statistic=statistic, mode=mode, random_draws=random_draws,
+            value_sentences=value_sentences, seeds=seeds, steps=step_list,
+            max_new_tokens=max_new_tokens, checkpoints=checkpoints or None,
             temperature=temperature, top_p=top_p, prompt=prompt, batch_size=batch_size,
             min_confidence=min_confidence,
         )  # fmt: skip
+        if k_grid is not None:
+            raw["k"] = k_grid
         if conditions:
             raw["conditions"] = _split(conditions)
         try:
@@ -106,4 +117,4 @@ def register(app: typer.Typer) -> None:
 
             paths = plot_steering(df, out / "figures")
             console.print(f"figures: {', '.join(str(p) for p in paths if p.suffix == '.png')}")
-        console.print(summarize(df).to_string(index=False))
+        console.print(dose_table(df).to_string(index=False))

@@ -156,17 +156,19 @@ def _summary_tables(run_dir: Path) -> dict[str, str]:
     p = res / "steering.parquet"
     if p.exists():
         df = pd.read_parquet(p)
-        if {"step", "condition", "detected_lang"} <= set(df.columns):
-            share = (
-                df.groupby(["step", "condition"])["detected_lang"]
-                .value_counts(normalize=True)
-                .rename("share")
-                .reset_index()
-            )
-            top = share.sort_values("share", ascending=False).groupby(["step", "condition"]).head(4)
-            out["steering"] = "<h3>Most frequent output languages</h3>" + _table(
-                top.sort_values(["step", "condition", "share"], ascending=[True, True, False]),
-                max_rows=200,
+        if {"step", "condition", "k", "lang", "source_lang"} <= set(df.columns):
+            from babelscope.analysis.steering import dose_table, paired_tests
+
+            pt = paired_tests(df)
+            if len(pt):  # experts against each baseline at the largest K, per concept
+                pt = pt[pt["k"] == pt["k"].max()]
+            out["steering"] = (
+                "<h3>Dose-response: shares of outputs with 95 % Wilson intervals "
+                "(first and last steered checkpoint; pooled over concepts)</h3>"
+                + _table(dose_table(df), max_rows=200)
+                + "<h3>Experts against each baseline at the largest K: exact McNemar tests "
+                "over the shared seeds (n_ab: experts yes, baseline no)</h3>"
+                + _table(pt, max_rows=200)
             )
     return out
 
