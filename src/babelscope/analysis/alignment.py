@@ -1,29 +1,34 @@
 """Cross-lingual alignment of concept experts, per checkpoint x layer (and whole model).
 
-E_K(c, l) is the set of the K units of highest AP for concept c in language l (ties by
-unit order). Per checkpoint and scope (each layer, and ``all`` = the whole model), over
-every concept labelled in at least two languages:
+The measures (overlap@K, Jaccard, transfer AP, held-out self AP, cross-lingual experts)
+are defined in :mod:`babelscope.analysis.alignment_measures`: experts are selected on one
+half of every pool and compared or scored on the other (cross-fitting). Every row of
+``alignment.parquet`` (step, layer, measure) carries:
 
-``overlap``      |E(c,a) ∩ E(c,b)| / K, unordered pairs a < b.     chance K / units
-``jaccard``      |∩| / |∪| of the same sets.                       chance K / (2 units - K)
-``transfer_ap``  mean AP on (c, b) of E(c, a), ordered pairs a != b. chance positive rate of (c, b)
-``self_ap``      mean AP on (c, a) of E(c, a), the ceiling of transfer. chance positive rate of (c, a)
-``crosslingual`` units in E(c, l) for at least m languages, per concept.
-                 chance: the exact expectation if every E(c, l) were an independent uniform
-                 random K-subset, ``units * P(Binomial(L_c, K / units) >= m)`` (binomial).
+``value``                 the measure, averaged over concepts (and language pairs);
+``ci_lo``/``ci_hi``       a 95 % bootstrap interval over concepts, then pairs within them;
+``null_mean``/``null_p95``/``p_value``/``n_null``
+                          the permutation null: the same measure on labels permuted within
+                          source x length strata, R times (:mod:`.alignment_null`);
+``diffconcept``           the same measure between a concept's experts and *other*
+                          concepts' (alignment that is not about the concept shows here);
+``floor``                 a closed form that is only a floor, never the reference: K/units
+                          for overlap, K/(2 units - K) for Jaccard, the expected AP of a
+                          random ranking for transfer and self AP, the binomial expectation of
+                          independent uniform top-K sets for the cross-lingual count.
 
-Values are averaged over all (concept, pair) items (``n_pairs``) or concepts
-(``n_concepts``); the chance is averaged the same way. Outputs in ``<out>/results/``:
-``alignment.parquet`` (long form), ``alignment_overlap.parquet`` (language x language
-matrices per step and scope) and ``alignment_trajectories.parquet`` (AP of the strongest
-cross-lingual units of the last checkpoint, at every checkpoint and in every language).
+``self_ap_insample`` (AP of a language's top K on the very sentences they were chosen
+on) is kept, named as such, to show the winner's curse beside the held-out ``self_ap``.
+Outputs in ``<out>/results/``: ``alignment.parquet``, ``alignment_overlap.parquet``
+(language x language matrices per step and scope, with the pair's null) and
+``alignment_trajectories.parquet`` (units selected on half 0 of the last checkpoint,
+their AP on half 1 at every checkpoint and in every language).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +36,15 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from babelscope.analysis.experts import AP_DIR, COMPLETE, read_shard, shard_path, top_indices
+from babelscope.analysis.alignment_measures import MEASURES, PAIR_MEASURES
+from babelscope.analysis.experts import AP_DIR, COMPLETE, read_shard, shard_path
 from babelscope.errors import BabelscopeError
 
 ALIGNMENT_FILE = "alignment.parquet"
 OVERLAP_FILE = "alignment_overlap.parquet"
 TRAJECTORY_FILE = "alignment_trajectories.parquet"
-MEASURES = ("overlap", "jaccard", "transfer_ap", "self_ap", "crosslingual")
 ALL = "all"
+ROW_MEASURES = (*MEASURES, "self_ap_insample")
 
 
 class AlignSettings(BaseModel):
@@ -62,9 +68,27 @@ class AlignSettings(BaseModel):
         10, ge=0, description="Strongest cross-lingual units to follow over checkpoints"
     )
     languages: list[str] | None = Field(None, description="Languages to compare (None: all scored)")
+    permutations: int = Field(
+        100, ge=0, description="R: label permutations of the null (0: no null, not recommended)"
+    )
+    null_seed: int = Field(0, description="Seed of the null's permutations")
+    length_bins: int = Field(
+        4, ge=1, description="Length bins (quantiles) of the null's strata, with the source"
+    )
+    n_boot: int = Field(1000, ge=100, description="Bootstrap draws of the intervals")
+
+    def min_languages_for(self, n_langs: int) -> int:
+        """m for ``n_langs`` compared languages (half of them, at least 2, unless set)."""
+        return (
+            self.min_languages if self.min_languages is not None else max(2, math.ceil(n_langs / 2))
+        )
+
+    def null_key(self) -> dict[str, Any]:
+        """The settings the null depends on (they key the experts stage's per-step work)."""
+        return self.model_dump(exclude={"n_trajectory_units", "n_boot"})
 
 
-# -- measures on arrays --------------------------------------------------------------------
+# -- scopes and closed-form floors -----------------------------------------------------------
 
 
 def k_for(
@@ -86,51 +110,35 @@ def k_for(
     return int(k)
 
 
-def membership(ap: np.ndarray, k: int) -> np.ndarray:
-    """(L, U) bool: unit u is among the top ``k`` AP of language row l."""
-    m = np.zeros(ap.shape, dtype=bool)
-    for i, row in enumerate(ap):
-        m[i, top_indices(row, k)] = True
-    return m
+def scopes_for(
+    layers: list[int], widths: list[int], settings: AlignSettings
+) -> list[tuple[str, int, int, int]]:
+    """``(name, lo, hi, K)`` of every layer and of the whole model (``all``)."""
+    off = np.concatenate([[0], np.cumsum(widths)]).astype(int)
+    out = [
+        (
+            str(la),
+            int(off[i]),
+            int(off[i + 1]),
+            k_for(int(widths[i]), settings, where=f"layer {la}"),
+        )
+        for i, la in enumerate(layers)
+    ]
+    total = int(off[-1])
+    return out + [
+        (ALL, 0, total, k_for(total, settings, whole_model=True, where="the whole model"))
+    ]
 
 
-def pair_matrices(member: np.ndarray, ap: np.ndarray, k: int) -> dict[str, np.ndarray]:
-    """Language x language matrices of one concept: overlap, jaccard and transfer AP.
-
-    ``transfer[a, b]`` = mean AP in language b of the experts found in language a.
-    """
-    mf = member.astype(np.float64)
-    inter = mf @ mf.T
-    return {
-        "overlap": inter / k,
-        "jaccard": inter / (2 * k - inter),
-        "transfer": (mf @ np.nan_to_num(ap, nan=0.0).T) / k,
-    }
-
-
-def crosslingual_count(member: np.ndarray, m: int) -> int:
-    """Units in the top K of at least ``m`` languages."""
-    return int((member.sum(axis=0) >= m).sum())
-
-
-def crosslingual_chance(units: int, k: int, n_langs: int, m: int) -> float:
-    """Expected cross-lingual count if each language's top K were an independent random
-    K-subset: each unit is in a language's set with probability K/units, so
-    ``units * P(Binomial(n_langs, K/units) >= m)``."""
+def crosslingual_floor(units: int, k: int, n_langs: int, m: int) -> float:
+    """Expected cross-lingual count if each language's top K were an independent uniform
+    random K-subset, ``units * P(Binomial(n_langs, K/units) >= m)``: a floor only — units
+    that rank high for any label break the independence."""
     p = k / units
     tail = sum(
         math.comb(n_langs, i) * p**i * (1 - p) ** (n_langs - i) for i in range(m, n_langs + 1)
     )
     return units * tail
-
-
-def overlap_chance(units: int, k: int) -> float:
-    return k / units
-
-
-def jaccard_chance(units: int, k: int) -> float:
-    """|∩| / |∪| at the expected intersection K²/units: K / (2 units - K)."""
-    return k / (2 * units - k)
 
 
 # -- over a run --------------------------------------------------------------------------
@@ -195,163 +203,245 @@ def _load_step(out_dir: Path, step: int, langs: list[str]) -> dict[str, dict[str
     return shards
 
 
-def _concept_rows(shards: dict[str, dict[str, Any]], langs: list[str]) -> dict[str, dict[str, int]]:
-    """concept -> {lang: row in that language's shard}, for concepts in >= 2 languages."""
-    where: dict[str, dict[str, int]] = defaultdict(dict)
+def _load_step(out_dir: Path, step: int, langs: list[str]) -> dict[str, dict[str, Any]]:
+    shards = {}
     for lang in langs:
-        for i, c in enumerate(shards[lang]["concepts"]):
-            where[c][lang] = i
-    return {c: d for c, d in sorted(where.items()) if len(d) >= 2}
+        p = shard_path(out_dir, step, lang)
+        if not p.exists():
+            raise BabelscopeError(f"missing expert scores {p}: rerun `babelscope experts`")
+        shards[lang] = read_shard(p)
+        if "ap_half0" not in shards[lang]:
+            raise BabelscopeError(
+                f"expert scores {p} have no held-out halves (written by an older babelscope): "
+                "rerun `babelscope experts --force`"
+            )
+    first = shards[langs[0]]
+    for lang in langs[1:]:
+        if (shards[lang]["layers"], shards[lang]["widths"]) != (first["layers"], first["widths"]):
+            raise BabelscopeError(
+                f"expert scores of step {step} differ in units between languages: rerun experts"
+            )
+    return shards
 
 
-def _pos_rate(shard: dict[str, Any], row: int) -> float:
-    p, n = int(shard["n_pos"][row]), int(shard["n_neg"][row])
-    return p / (p + n)
+def step_arrays(shards: dict[str, dict[str, Any]], langs: list[str]) -> dict[str, Any]:
+    """``(L, C, U)`` arrays of one checkpoint over the concepts scored in >= 2 languages."""
+    seen: dict[str, int] = {}
+    for lang in langs:
+        for c in shards[lang]["concepts"]:
+            seen[c] = seen.get(c, 0) + 1
+    concepts = sorted(c for c, n in seen.items() if n >= 2)
+    n_u = int(sum(shards[langs[0]]["widths"]))
+    shape = (len(langs), len(concepts), n_u)
+    out = {k: np.full(shape, np.nan, dtype=np.float32) for k in ("ap", "ap_half0", "ap_half1")}
+    n_pos = np.zeros((2, len(langs), len(concepts)))
+    n_half = np.zeros((2, len(langs)))
+    for i, lang in enumerate(langs):
+        sh = shards[lang]
+        n_half[:, i] = np.bincount(sh["half"], minlength=2)
+        for j, c in enumerate(concepts):
+            if c in sh["concepts"]:
+                row = sh["concepts"].index(c)
+                for k in out:
+                    out[k][i, j] = sh[k][row]
+                n_pos[:, i, j] = sh["n_pos_half"][:, row]
+    return {**out, "concepts": concepts, "n_pos_half": n_pos, "n_half": n_half}
 
 
-def _scopes(layers: list[int], widths: list[int]) -> list[tuple[str, slice, int]]:
-    off = np.concatenate([[0], np.cumsum(widths)])
-    out = [
-        (str(la), slice(int(off[i]), int(off[i + 1])), int(widths[i]))
-        for i, la in enumerate(layers)
-    ]
-    return out + [(ALL, slice(0, int(off[-1])), int(off[-1]))]
+def _floors(arr: dict[str, Any], units: int, k: int, m: int) -> dict[str, float]:
+    """Closed-form floors of the measures (see the module doc): never the reference."""
+    from babelscope.analysis.stats import expected_random_ap
+
+    present = np.isfinite(arr["ap_half0"]).any(-1)
+    p, n = arr["n_pos_half"], arr["n_half"][:, :, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        e = np.where(
+            p >= 1, expected_random_ap(np.maximum(p, 1), np.broadcast_to(n, p.shape)), np.nan
+        )
+    e_lang = e.mean(0)  # (L, C): scored on either half, averaged as the measure is
+    n_l = present.shape[0]
+    off = [e_lang[b, c] for c in range(present.shape[1]) for a in range(n_l) for b in range(n_l)
+           if a != b and present[a, c] and present[b, c]]  # fmt: skip
+    n_present = present.sum(0)
+    return {
+        "overlap": k / units,
+        "jaccard": k / (2 * units - k),
+        "transfer_ap": float(np.nanmean(off)) if off else float("nan"),
+        "self_ap": float(np.nanmean(e_lang[present])) if present.any() else float("nan"),
+        "crosslingual": float(np.mean([crosslingual_floor(units, k, int(x), m) for x in n_present[n_present >= m]]))
+        if (n_present >= m).any() else float("nan"),
+        "self_ap_insample": float(np.nanmean(e_lang[present])) if present.any() else float("nan"),
+    }  # fmt: skip
+
+
+def _insample_self(ap: np.ndarray, k: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """In-sample self AP per (language, concept): mean full-pool AP of its own top K."""
+    from babelscope.analysis.alignment_measures import topk
+
+    idx = topk(ap, k, lo, hi)
+    vals = np.take_along_axis(np.nan_to_num(ap[..., lo:hi]), np.maximum(idx, 0), -1).mean(-1)
+    present = np.isfinite(ap[..., lo:hi]).any(-1)
+    return vals[present], np.broadcast_to(np.arange(ap.shape[1])[None, :], present.shape)[present]
 
 
 def align_step(
-    step: int, shards: dict[str, dict[str, Any]], langs: list[str], settings: AlignSettings, m: int
+    step: int,
+    arr: dict[str, Any],
+    langs: list[str],
+    scopes: list[tuple[str, int, int, int]],
+    m: int,
+    null: dict[str, Any] | None,
+    settings: AlignSettings,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Rows of alignment.parquet and of the overlap matrices for one checkpoint."""
-    first = shards[langs[0]]
-    concepts = _concept_rows(shards, langs)
+    """Rows of alignment.parquet and of the language matrices for one checkpoint."""
+    from babelscope.analysis.alignment_null import measures_over_scopes
+    from babelscope.analysis.stats import bootstrap_interval, null_summary
+
+    res = measures_over_scopes(arr["ap_half0"], arr["ap_half1"], scopes, m, items=True)
     rows, mat_rows = [], []
-    for scope, sl, units in _scopes(first["layers"], first["widths"]):
-        where = "the whole model" if scope == ALL else f"layer {scope}"
-        k = k_for(units, settings, whole_model=scope == ALL, where=where)
-        acc: dict[str, list[float]] = defaultdict(list)
-        ch: dict[str, list[float]] = defaultdict(list)
-        mats: dict[tuple[str, str], list[list[float]]] = defaultdict(lambda: [[], [], []])
-        for _c, rows_of in concepts.items():
-            present = [lang for lang in langs if lang in rows_of]
-            ap = np.stack(
-                [shards[lang]["ap"][rows_of[lang], sl].astype(np.float64) for lang in present]
-            )
-            rates = [_pos_rate(shards[lang], rows_of[lang]) for lang in present]
-            mem = membership(ap, k)
-            pm = pair_matrices(mem, ap, k)
-            n = len(present)
-            for a in range(n):
-                acc["self_ap"].append(pm["transfer"][a, a])
-                ch["self_ap"].append(rates[a])
-                for b in range(n):
-                    if a == b:
-                        continue
-                    acc["transfer_ap"].append(pm["transfer"][a, b])
-                    ch["transfer_ap"].append(rates[b])
-                    trip = mats[(present[a], present[b])]
-                    trip[0].append(pm["overlap"][a, b])
-                    trip[1].append(pm["jaccard"][a, b])
-                    trip[2].append(pm["transfer"][a, b])
-                    if a < b:
-                        acc["overlap"].append(pm["overlap"][a, b])
-                        acc["jaccard"].append(pm["jaccard"][a, b])
-            if n >= m:
-                acc["crosslingual"].append(crosslingual_count(mem, m))
-                ch["crosslingual"].append(crosslingual_chance(units, k, n, m))
-        ch["overlap"] = [overlap_chance(units, k)] * len(acc["overlap"])
-        ch["jaccard"] = [jaccard_chance(units, k)] * len(acc["jaccard"])
-        for measure in MEASURES:
-            vals = acc[measure]
+    for si, (scope, lo, hi, k) in enumerate(scopes):
+        r = res[scope]
+        r.items["self_ap_insample"] = _insample_self(arr["ap"], k, lo, hi)
+        floors = _floors(arr, hi - lo, k, m)
+        for measure in ROW_MEASURES:
+            vals, clusters = r.items[measure]
+            value = float(np.mean(vals)) if len(vals) else float("nan")
+            lo_ci, hi_ci = bootstrap_interval(vals, clusters=clusters, n_boot=settings.n_boot,
+                                              seed=settings.null_seed)  # fmt: skip
+            ns = {"null_mean": np.nan, "null_p95": np.nan, "p_value": np.nan, "n_null": 0}
+            if null is not None and measure in MEASURES:
+                ns = null_summary(null["values"][:, si, MEASURES.index(measure)], value)
             rows.append(dict(
-                step=int(step), layer=scope, measure=measure,
-                value=float(np.mean(vals)) if vals else float("nan"),
-                chance=float(np.mean(ch[measure])) if ch[measure] else float("nan"),
-                n_concepts=len(concepts) if measure != "crosslingual" else len(vals),
-                n_pairs=len(vals) if measure != "crosslingual" else 0,
-                k=k, units=units, min_languages=m,
+                step=int(step), layer=scope, measure=measure, value=value, ci_lo=lo_ci, ci_hi=hi_ci,
+                null_mean=ns["null_mean"], null_p95=ns["null_p95"], p_value=ns.get("p_value", np.nan),
+                n_null=ns["n_null"], diffconcept=r.diffconcept.get(measure, np.nan),
+                floor=floors[measure], n_concepts=len(set(np.asarray(clusters).tolist())),
+                n_items=len(vals), k=k, units=hi - lo, min_languages=m,
             ))  # fmt: skip
-        for (a, b), (ov, jc, tr) in mats.items():
-            mat_rows.append(dict(step=int(step), layer=scope, lang_a=a, lang_b=b, overlap=float(np.mean(ov)),
-                                 jaccard=float(np.mean(jc)), transfer_ap=float(np.mean(tr)), n_concepts=len(ov),
-                                 k=k, units=units))  # fmt: skip
+        for a, la in enumerate(langs):
+            for b, lb in enumerate(langs):
+                row = dict(step=int(step), layer=scope, lang_a=la, lang_b=lb, k=k, units=hi - lo)
+                for pi, pm in enumerate(PAIR_MEASURES):
+                    v = float(r.pairs[pm][a, b])
+                    row[pm] = v
+                    if null is not None and pm in ("overlap", "transfer_ap"):
+                        z = null["pairs"][:, si, pi, a, b]
+                        s = null_summary(z, v)
+                        row[f"{pm}_null_mean"], row[f"{pm}_null_p95"] = (
+                            s["null_mean"],
+                            s["null_p95"],
+                        )
+                        row[f"{pm}_p_value"] = s["p_value"]
+                mat_rows.append(row)
     return rows, mat_rows
 
 
-def strongest_units(
-    shards: dict[str, dict[str, Any]], langs: list[str], k: int, n: int
-) -> list[tuple[str, int, int]]:
+def _check_null(null: dict[str, Any] | None, langs, concepts, scopes, m, step) -> None:
+    if null is None:
+        return
+    want = (langs, concepts, [s[0] for s in scopes], [s[3] for s in scopes], m)
+    have = (null["langs"], null["concepts"], null["scopes"], null["ks"], null["m"])
+    if tuple(want) != tuple(have):
+        raise BabelscopeError(
+            f"the permutation null of step {step} was computed for other alignment settings "
+            "(languages, concepts, K or m): rerun `babelscope experts` with these [align] settings"
+        )
+
+
+def strongest_units(arr: dict[str, Any], k: int, n: int) -> list[tuple[str, int, int]]:
     """(concept, flat unit, n languages) of the ``n`` units in the most languages' whole-model
-    top K (ties: higher mean AP over those languages)."""
+    top K **on half 0** (ties: higher mean half-0 AP): selected on half 0, shown on half 1."""
+    from babelscope.analysis.alignment_measures import topk
+
+    ap0 = arr["ap_half0"]
+    idx = topk(ap0, k)
     cands = []
-    for c, rows_of in _concept_rows(shards, langs).items():
-        present = [lang for lang in langs if lang in rows_of]
-        ap = np.stack([shards[lang]["ap"][rows_of[lang]].astype(np.float64) for lang in present])
-        counts = membership(ap, k).sum(axis=0)
-        mean_ap = np.nanmean(ap, axis=0)
+    for c, concept in enumerate(arr["concepts"]):
+        members = idx[:, c][idx[:, c] >= 0]
+        counts = np.bincount(members.ravel(), minlength=ap0.shape[-1])
+        mean_ap = np.nanmean(ap0[:, c], axis=0)
         for u in np.flatnonzero(counts > 0):
-            cands.append((int(counts[u]), float(mean_ap[u]), c, int(u)))
+            cands.append((int(counts[u]), float(mean_ap[u]), concept, int(u)))
     cands.sort(key=lambda t: (-t[0], -t[1], t[2], t[3]))
     return [(c, u, cnt) for cnt, _, c, u in cands[:n]]
 
 
 def run_alignment(out_dir: str | Path, settings: AlignSettings | None = None) -> pd.DataFrame:
-    """Alignment measures for every checkpoint x layer (and whole model) from the expert shards.
-
-    Writes ``alignment.parquet``, ``alignment_overlap.parquet`` and
-    ``alignment_trajectories.parquet`` under ``<out>/results`` and returns the first.
-    """
+    """Alignment measures for every checkpoint x layer (and whole model) from the expert
+    shards and their nulls; writes the three result files (module doc), returns the first."""
+    from babelscope.analysis.alignment_null import NULL_FILE, load_null
     from babelscope.io import provenance, read_parquet_metadata, write_parquet_atomic
     from babelscope.progress import track
 
     settings = settings or AlignSettings()
     out_dir = Path(out_dir)
     steps, langs = _steps_and_languages(out_dir, settings)
-    m = (
-        settings.min_languages
-        if settings.min_languages is not None
-        else max(2, math.ceil(len(langs) / 2))
-    )
+    m = settings.min_languages_for(len(langs))
     if m > len(langs):
         raise BabelscopeError(
             f"min_languages = {m} but only {len(langs)} languages are compared: choose m <= {len(langs)}"
         )
-
-    last = _load_step(out_dir, steps[-1], langs)
-    total = int(sum(last[langs[0]]["widths"]))
-    k_model = k_for(total, settings, whole_model=True, where="the whole model")
-    chosen = strongest_units(last, langs, k_model, settings.n_trajectory_units)
-    layers, widths = last[langs[0]]["layers"], last[langs[0]]["widths"]
+    last = step_arrays(_load_step(out_dir, steps[-1], langs), langs)
+    first_shard = read_shard(shard_path(out_dir, steps[-1], langs[0]))
+    layers, widths = first_shard["layers"], first_shard["widths"]
+    scopes = scopes_for(layers, widths, settings)
+    chosen = strongest_units(last, scopes[-1][3], settings.n_trajectory_units)
     off = np.concatenate([[0], np.cumsum(widths)])
     del last
 
-    rows, mat_rows, traj = [], [], []
+    rows, mat_rows, traj, missing_null = [], [], [], []
     for step in track(steps, f"align: {len(steps)} checkpoints"):
-        shards = _load_step(out_dir, step, langs)
-        r, mr = align_step(step, shards, langs, settings, m)
+        arr = step_arrays(_load_step(out_dir, step, langs), langs)
+        null = load_null(out_dir / "results" / AP_DIR / f"step-{step}" / NULL_FILE)
+        if null is None:
+            missing_null.append(step)
+        _check_null(null, langs, arr["concepts"], scopes, m, step)
+        r, mr = align_step(step, arr, langs, scopes, m, null, settings)
         rows += r
         mat_rows += mr
         for rank, (c, u, cnt) in enumerate(chosen, start=1):
             li = int(np.searchsorted(off, u, side="right") - 1)
-            for lang in langs:
-                sh = shards[lang]
-                if c in sh["concepts"] and u < len(sh["ap"][0]):
-                    traj.append(dict(rank=rank, concept=c, layer=int(layers[li]), unit=int(u - off[li]), step=int(step),
-                                     lang=lang, ap=float(sh["ap"][sh["concepts"].index(c), u]),
+            if c not in arr["concepts"]:
+                continue
+            j = arr["concepts"].index(c)
+            for i, lang in enumerate(langs):
+                v = arr["ap_half1"][i, j, u]
+                if np.isfinite(v):
+                    traj.append(dict(rank=rank, concept=c, layer=int(layers[li]), unit=int(u - off[li]),
+                                     step=int(step), lang=lang, ap=float(v), selected_on="half0",
                                      n_languages_last=cnt))  # fmt: skip
+    if missing_null and settings.permutations:
+        from babelscope.progress import warn
+
+        warn(
+            f"align: no permutation null for step(s) {', '.join(map(str, missing_null))}: rerun experts"
+        )
     df = pd.DataFrame(rows)
     results = out_dir / "results"
-    up = {}
-    experts_file = results / "experts.parquet"
-    if experts_file.exists():
-        up = read_parquet_metadata(experts_file)
+    up = (
+        read_parquet_metadata(results / "experts.parquet")
+        if (results / "experts.parquet").exists()
+        else {}
+    )
     meta = provenance(
         "align", settings=settings.model_dump(), languages=langs, steps=steps, min_languages=m,
-        k_model=k_model, crosslingual_chance="binomial expectation under independent uniform random top-K sets",
-        fingerprints=up.get("fingerprints"), data_hash=up.get("data_hash"), experts_settings=up.get("settings"),
+        scopes=[list(s) for s in scopes], null="labels permuted within source x length strata, "
+        "whole measure recomputed (analysis/alignment_null.py)", fingerprints=up.get("fingerprints"),
+        data_hash=up.get("data_hash"), experts_settings=up.get("settings"),
     )  # fmt: skip
     write_parquet_atomic(df, results / ALIGNMENT_FILE, metadata=meta)
     write_parquet_atomic(pd.DataFrame(mat_rows), results / OVERLAP_FILE, metadata=meta)
-    traj_cols = ["rank", "concept", "layer", "unit", "step", "lang", "ap", "n_languages_last"]
+    traj_cols = [
+        "rank",
+        "concept",
+        "layer",
+        "unit",
+        "step",
+        "lang",
+        "ap",
+        "selected_on",
+        "n_languages_last",
+    ]
     write_parquet_atomic(
         pd.DataFrame(traj, columns=traj_cols), results / TRAJECTORY_FILE, metadata=meta
     )

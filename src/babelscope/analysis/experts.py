@@ -32,18 +32,19 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from babelscope.analysis.pools import SKIPPED_FILE, Pool, prepare_pools
 from babelscope.errors import BabelscopeError
 
 if TYPE_CHECKING:
     from babelscope.checkpoints.series import CheckpointSeries
 
 EXPERTS_FILE = "experts.parquet"
-SKIPPED_FILE = "experts_skipped.parquet"
 AP_DIR = "ap"
 COMPLETE = "complete.json"
 STAT_NAMES = ("ap", "on_p50", "on_p90", "off_mean")
-EXPERT_COLUMNS = ["step", "concept", "lang", "layer", "unit", "rank", "ap", "on_p50", "on_p90",
-                  "off_mean", "n_pos", "n_neg"]  # fmt: skip
+EXPERT_COLUMNS = ["step", "concept", "lang", "layer", "unit", "rank", "ap", "ap_half0", "ap_half1",
+                  "on_p50", "on_p90", "off_mean", "n_pos", "n_neg"]  # fmt: skip
+HALF_NAMES = ("ap_half0", "ap_half1")
 
 
 class ExpertSettings(BaseModel):
@@ -73,6 +74,9 @@ class ExpertSettings(BaseModel):
     )
     threads: int | None = Field(
         None, ge=1, description="Threads for AP (default: usable cores, at most 8)"
+    )
+    split_seed: int = Field(
+        0, description="Seed of the split of every pool into the two halves (select / score)"
     )
 
 
@@ -211,107 +215,8 @@ def score_pool(
     return {k: np.concatenate(v, axis=1) for k, v in parts.items()}, widths
 
 
-@dataclass
-class _Pool:
-    """One language's sentence pool and its kept concepts."""
-
-    lang: str
-    ids: list[str]
-    texts: list[str]
-    concepts: list[str]
-    labels: np.ndarray  # (n, C) bool, kept concepts only
-    data_key: str
-
-
-def _prepare_pools(
-    data_dir: Path, settings: ExpertSettings
-) -> tuple[list[_Pool], pd.DataFrame, str]:
-    """Pools per language, and the table of skipped (concept, lang) pairs."""
-    from babelscope.concepts.labels import label_matrix, load_concept_labels
-    from babelscope.corpora.corpus import data_hash, load_corpus
-    from babelscope.io import settings_hash
-    from babelscope.progress import warn
-
-    labels = load_concept_labels(data_dir)
-    have_langs = sorted(labels["lang"].unique())
-    langs = settings.languages or have_langs
-    missing = [lang for lang in langs if lang not in have_langs]
-    if missing:
-        raise BabelscopeError(
-            f"no concept labels for {', '.join(missing)} in {data_dir}: labelled languages are {', '.join(have_langs)}"
-        )
-    if settings.concepts:
-        unknown = sorted(set(settings.concepts) - set(labels["concept"].unique()))
-        if unknown:
-            raise BabelscopeError(
-                f"unknown concept(s) {', '.join(unknown)}: not in {data_dir}/concepts.parquet"
-            )
-    corpus = load_corpus(data_dir, languages=langs)
-    text_of = dict(zip(corpus["id"], corpus["text"], strict=True))
-    dhash = data_hash(data_dir)
-    pools, skipped = [], []
-    for lang in langs:
-        ids, concepts, y = label_matrix(labels, lang)
-        ids, concepts, y = list(ids), list(concepts), np.asarray(y, dtype=bool)
-        if settings.concepts:  # the requested ones that this language labels, in request order
-            cols = [concepts.index(c) for c in settings.concepts if c in concepts]
-            concepts, y = [concepts[j] for j in cols], y[:, cols]
-        absent = [i for i in ids if i not in text_of]
-        if absent:
-            raise BabelscopeError(
-                f"concept labels name sentence id '{absent[0]}' ({lang}) that is not in the corpus: rebuild the data dir"
-            )
-        n_pos = y.sum(axis=0)
-        n_neg = len(ids) - n_pos
-        keep = []
-        for j, c in enumerate(concepts):
-            reason = None
-            if n_pos[j] == 0:
-                reason = "no positives"
-            elif n_neg[j] == 0:
-                reason = "no negatives"
-            elif n_pos[j] < settings.min_positives:
-                reason = f"fewer than {settings.min_positives} positives"
-            elif n_neg[j] < settings.min_negatives:
-                reason = f"fewer than {settings.min_negatives} negatives"
-            if reason:
-                skipped.append(
-                    dict(
-                        concept=c,
-                        lang=lang,
-                        n_pos=int(n_pos[j]),
-                        n_neg=int(n_neg[j]),
-                        reason=reason,
-                    )
-                )
-            else:
-                keep.append(j)
-        if settings.concepts:
-            for c in [c for c in settings.concepts if c not in concepts]:
-                skipped.append(
-                    dict(concept=c, lang=lang, n_pos=0, n_neg=len(ids), reason="not labelled")
-                )
-        pools.append(
-            _Pool(lang=lang, ids=ids, texts=[text_of[i] for i in ids], concepts=[concepts[j] for j in keep],
-                  labels=y[:, keep],
-                  # The labels too: a rebuilt concept table changes AP on the same text.
-                  data_key=f"{dhash}:{lang}:{settings_hash(ids)}:"
-                           f"{settings_hash(np.packbits(y[:, keep]).tobytes().hex())}")
-        )  # fmt: skip
-    skipped_df = pd.DataFrame(skipped, columns=["concept", "lang", "n_pos", "n_neg", "reason"])
-    if len(skipped_df):
-        shown = ", ".join(
-            f"{r.concept}/{r.lang} ({r.reason})" for r in skipped_df.head(8).itertuples()
-        )
-        more = f" and {len(skipped_df) - 8} more" if len(skipped_df) > 8 else ""
-        warn(
-            f"experts: skipped {len(skipped_df)} (concept, language) pair(s): {shown}{more}; see {SKIPPED_FILE}"
-        )
-    return pools, skipped_df, dhash
-
-
 def _pooled(
-    loaded: Any, pool: _Pool, settings: ExpertSettings, cache_dir: Path | None, device: str
+    loaded: Any, pool: Pool, settings: ExpertSettings, cache_dir: Path | None, device: str
 ) -> Any:
     """Pooled activations of a pool: from the activation cache when there is one."""
     common = dict(kind=settings.kind, pooling=settings.pooling, batch_size=settings.batch_size,
@@ -382,15 +287,16 @@ def _shard_ok(path: Path, key: str) -> bool:
         return False
 
 
-def _step_key(ckpt: Any, pools: list[_Pool], settings: ExpertSettings, dtype: str) -> str:
+def _step_key(
+    ckpt: Any, pools: list[Pool], settings: ExpertSettings, dtype: str, null: dict[str, Any]
+) -> str:
+    from babelscope.checkpoints.series import checkpoint_signature
     from babelscope.io import settings_hash
 
     s = settings.model_dump(exclude={"top_k_store", "threads", "batch_size"})
-    from babelscope.checkpoints.series import checkpoint_signature
-
     ident = checkpoint_signature(ckpt)  # new weights at the same path: recompute
     return settings_hash({"ckpt": ident, "pools": [(p.data_key, p.concepts) for p in pools],
-                          "settings": s, "dtype": dtype})  # fmt: skip
+                          "settings": s, "dtype": dtype, "null": null})  # fmt: skip
 
 
 def top_table(step: int, lang: str, shard: dict[str, Any], top_k: int) -> pd.DataFrame:
@@ -405,6 +311,7 @@ def top_table(step: int, lang: str, shard: dict[str, Any], top_k: int) -> pd.Dat
             "step": int(step), "concept": concept, "lang": lang, "layer": layers[li].astype(np.int64),
             "unit": (idx - offsets[li]).astype(np.int64), "rank": np.arange(1, len(idx) + 1, dtype=np.int64),
             **{k: shard[k][c][idx].astype(np.float64) for k in STAT_NAMES},
+            **{k: (shard[k][c][idx].astype(np.float64) if k in shard else np.nan) for k in HALF_NAMES},
             "n_pos": int(shard["n_pos"][c]), "n_neg": int(shard["n_neg"][c]),
         }))  # fmt: skip
     if not frames:
@@ -418,38 +325,57 @@ def run_experts(
     out_dir: str | Path,
     settings: ExpertSettings | None = None,
     *,
+    align: Any = None,
     cache_dir: str | Path | None = None,
     device: str = "cpu",
     dtype: str = "fp32",
 ) -> pd.DataFrame:
     """AP and statistics of every unit for every checkpoint x concept x language.
 
+    Besides the in-sample AP on the whole pool, every shard holds the AP on each half of
+    the pool (``ap_half0``/``ap_half1``, :mod:`babelscope.analysis.halves`), and every
+    checkpoint gets the permutation null of the alignment measures (``null.npz``,
+    :mod:`babelscope.analysis.alignment_null`) for the alignment settings ``align``
+    (:class:`babelscope.analysis.alignment.AlignSettings`, default when None).
     Writes the shards, ``experts.parquet`` and ``experts_skipped.parquet`` (see the module
     doc) and returns the experts table. A checkpoint whose shards are complete (same
     checkpoint, data and settings) is not recomputed.
     """
+    from babelscope.analysis.alignment import AlignSettings
+    from babelscope.analysis.alignment_null import NULL_FILE, align_pools, load_null, make_plan
+    from babelscope.analysis.halves import assign_halves
     from babelscope.checkpoints.series import load_checkpoint
     from babelscope.io import provenance, write_parquet_atomic
     from babelscope.progress import info, track
 
     settings = settings or ExpertSettings()
+    align = align or AlignSettings()
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     cache = Path(cache_dir) if cache_dir is not None else None
     if not series.checkpoints:
         raise BabelscopeError(f"series '{series.name}' has no checkpoints to score")
-    pools, skipped, dhash = _prepare_pools(data_dir, settings)
+    pools, skipped, dhash = prepare_pools(data_dir, settings)
     scored = [p for p in pools if p.concepts]
     if not scored:
         raise BabelscopeError(
             "no (concept, language) pair has enough positives and negatives to score: "
             f"see the warning above; lower min_positives (now {settings.min_positives}) or add labelled text"
         )
+    group_of = {i: g for p in scored for i, g in zip(p.ids, p.groups, strict=True)}
+    halves = assign_halves([(p.ids, p.labels) for p in scored], group_of, settings.split_seed)
+    null_pools = align_pools(scored, align)
+    plan = make_plan(
+        [scored[i] for i in null_pools], [halves[i] for i in null_pools],
+        align.min_languages_for(len(null_pools)), permutations=align.permutations,
+        seed=align.null_seed, n_bins=align.length_bins, settings=align.null_key(),
+    )  # fmt: skip
     results = out_dir / "results"
     fingerprints: dict[int, str] = {}
     reused: list[int] = []
     for ckpt in track(series.checkpoints, f"experts: {len(series.checkpoints)} checkpoints"):
-        key = _step_key(ckpt, scored, settings, dtype)
-        marker = results / AP_DIR / f"step-{ckpt.step}" / COMPLETE
+        key = _step_key(ckpt, scored, settings, dtype, plan.settings)
+        step_dir = results / AP_DIR / f"step-{ckpt.step}"
+        marker = step_dir / COMPLETE
         if marker.exists():
             done = json.loads(marker.read_text())
             if done.get("key") == key and all(
@@ -458,23 +384,17 @@ def run_experts(
                 fingerprints[int(ckpt.step)] = done.get("fingerprint", "")
                 reused.append(int(ckpt.step))
                 continue
+        want_null = plan.n_perm > 0 and len(null_pools) >= 2
+        null_path = step_dir / NULL_FILE
+        if want_null:
+            old = load_null(null_path) if null_path.exists() else None
+            want_null = old is None or old["key"] != key
         loaded = load_checkpoint(ckpt, dtype=dtype, device=device)
-        for pool in scored:
-            path = shard_path(out_dir, ckpt.step, pool.lang)
-            if _shard_ok(path, key):
-                continue
-            pooled = _pooled(loaded, pool, settings, cache, device)
-            stats, widths = score_pool(
-                pooled.get, list(pooled.layers), pool.labels, threads=settings.threads
-            )
-            n_pos = pool.labels.sum(axis=0)
-            save_shard(
-                out_dir, ckpt.step, pool.lang, stats, concepts=pool.concepts, layers=list(pooled.layers),
-                widths=widths, n_pos=n_pos, n_neg=len(pool.ids) - n_pos, key=key,
-                fingerprint=loaded.fingerprint, store_dtype=settings.store_dtype,
-                extra={"n_truncated": int(pooled.n_truncated)},
-            )  # fmt: skip
-            del pooled, stats
+        score_step(
+            out_dir, ckpt.step, scored, halves, lambda pool, ld=loaded: _pooled(ld, pool, settings, cache, device),
+            settings, key=key, fingerprint=loaded.fingerprint, plan=plan if want_null else None,
+            null_pools=null_pools, align=align,
+        )  # fmt: skip
         mark_complete(
             out_dir, ckpt.step, [p.lang for p in scored], key=key, fingerprint=loaded.fingerprint
         )
@@ -499,8 +419,65 @@ def run_experts(
         "experts", series=series.name, fingerprints=fingerprints, data_hash=dhash,
         settings=settings.model_dump(), languages=[p.lang for p in pools],
         steps=[int(c.step) for c in series.checkpoints],
-        skipped=skipped.to_dict(orient="records"),
+        skipped=skipped.to_dict(orient="records"), null=plan.settings,
+        halves="pools split in two by translation group, stratified by label (analysis/halves.py)",
     )  # fmt: skip
     write_parquet_atomic(skipped, results / SKIPPED_FILE, metadata=meta)
     write_parquet_atomic(df, results / EXPERTS_FILE, metadata=meta)
     return df
+
+
+def score_step(
+    out_dir: Path,
+    step: int,
+    pools: list[Pool],
+    halves: list[np.ndarray],
+    get_pooled: Any,
+    settings: ExpertSettings,
+    *,
+    key: str = "",
+    fingerprint: str = "",
+    plan: Any = None,
+    null_pools: list[int] | None = None,
+    align: Any = None,
+) -> None:
+    """Score one checkpoint: a shard per pool (in-sample AP and statistics, AP on each
+    half), then, with a null ``plan``, the permutation null of the alignment measures.
+
+    ``get_pooled(pool)`` returns the pool's pooled activations (``.get``, ``.layers``,
+    ``.flat()``, ``.n_truncated``); a pool whose shard is done is only read again when
+    the null needs its ranks.
+    """
+    from babelscope.analysis.alignment_null import half_counts, half_scores, write_null
+    from babelscope.progress import track
+
+    null_pools = list(range(len(pools))) if null_pools is None else null_pools
+    ranks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for pi, pool in enumerate(track(pools, f"step {step}: languages", transient=True)):
+        path = shard_path(out_dir, step, pool.lang)
+        need_ranks = plan is not None and pi in null_pools
+        if _shard_ok(path, key) and not need_ranks:
+            continue
+        pooled = get_pooled(pool)
+        r0, r1, ap0, ap1 = half_scores(pooled.flat(), pool.labels, halves[pi])
+        if need_ranks:
+            ranks[pi] = (r0, r1)
+        if not _shard_ok(path, key):
+            stats, widths = score_pool(
+                pooled.get, list(pooled.layers), pool.labels, threads=settings.threads
+            )
+            n_pos = pool.labels.sum(axis=0)
+            save_shard(
+                out_dir, step, pool.lang, stats, concepts=pool.concepts,
+                layers=list(pooled.layers), widths=widths, n_pos=n_pos,
+                n_neg=len(pool.ids) - n_pos, key=key, fingerprint=fingerprint,
+                store_dtype=settings.store_dtype,
+                extra={"n_truncated": int(pooled.n_truncated), "half": halves[pi],
+                       "ap_half0": ap0.astype(settings.store_dtype),
+                       "ap_half1": ap1.astype(settings.store_dtype),
+                       "n_pos_half": half_counts(pool.labels, halves[pi])},
+            )  # fmt: skip
+            del stats
+        del pooled
+    if plan is not None and len(null_pools) >= 2:
+        write_null(out_dir, step, plan, [ranks[i] for i in null_pools], key, align)

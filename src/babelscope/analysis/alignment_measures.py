@@ -1,0 +1,198 @@
+"""The alignment measures, cross-fitted, for one checkpoint and one scope of units.
+
+One function computes them for the observed labels (from the experts shards) and for
+every permuted labelling of the null (:mod:`babelscope.analysis.alignment_null`), so the
+null is computed exactly the way the number is.
+
+Inputs are the AP of every unit on the two halves of every pool
+(:mod:`babelscope.analysis.halves`): ``ap0``/``ap1`` of shape ``(L, C, U)`` (languages x
+concepts x units of the scope; NaN where a concept is not scored in a language).
+E_h(c, l) is the top-K of ``ap_h[l, c]`` (ties: lower unit index). For concept c and
+languages a, b (every item needs c scored in both):
+
+``overlap``      (|E0(c,a) ∩ E1(c,b)| + |E1(c,a) ∩ E0(c,b)|) / 2K, a < b: sets chosen on
+                 disjoint halves (no translation of a selection sentence on both sides).
+``jaccard``      the same with |∩| / |∪|.
+``transfer_ap``  mean AP on half 1 of (c, b) of E0(c, a), and half 0 of E1(c, a), averaged; a != b.
+``self_ap``      the same with b = a: held-out AP of a language's own experts.
+``crosslingual`` units in E_h(c, l) for at least m languages, averaged over h; per concept.
+
+The **different-concept reference** of overlap, Jaccard, transfer and self AP pairs
+E(c, a) with E(c', b) for every other concept c' scored in b (averaged); of the
+cross-lingual count, it counts units shared by the sets of *different* concepts, concept
+(c + i) mod C in the i-th language.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+
+PAIR_MEASURES = ("overlap", "jaccard", "transfer_ap")
+MEASURES = ("overlap", "jaccard", "transfer_ap", "self_ap", "crosslingual")
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _topk_kernel(values, lo, hi, k, out):  # pragma: no cover - compiled
+    # Per row: indices (relative to lo) of the k largest values in [lo, hi); ties keep the
+    # lower index (strict >), NaN never enters.
+    n_rows = values.shape[0]
+    for r in numba.prange(n_rows):
+        best_v = np.full(k, -np.inf)
+        best_i = np.full(k, -1, np.int64)
+        filled = 0
+        for u in range(lo, hi):
+            v = values[r, u]
+            if np.isnan(v):
+                continue
+            if filled < k:
+                j = filled
+                filled += 1
+            elif v > best_v[k - 1]:
+                j = k - 1
+            else:
+                continue
+            while j > 0 and v > best_v[j - 1]:
+                best_v[j] = best_v[j - 1]
+                best_i[j] = best_i[j - 1]
+                j -= 1
+            best_v[j] = v
+            best_i[j] = u - lo
+        for j in range(k):
+            out[r, j] = best_i[j]
+
+
+def topk(values: np.ndarray, k: int, lo: int = 0, hi: int | None = None) -> np.ndarray:
+    """Indices (relative to ``lo``) of the top ``k`` of ``values[..., lo:hi]``, ties by lower
+    index; rows with fewer than ``k`` finite values are padded with -1."""
+    v = np.ascontiguousarray(values, dtype=np.float32)
+    shape = v.shape[:-1]
+    flat = v.reshape(-1, v.shape[-1])
+    out = np.empty((flat.shape[0], k), dtype=np.int64)
+    _topk_kernel(flat, int(lo), int(v.shape[-1] if hi is None else hi), int(k), out)
+    return out.reshape(*shape, k)
+
+
+@dataclass
+class ScopeResult:
+    """Means of every measure (and their different-concept references) for one scope; with
+    ``items``, the per-item values and their concepts (for bootstrap intervals), and the
+    language x language matrices (mean over concepts)."""
+
+    value: dict[str, float]
+    diffconcept: dict[str, float]
+    pairs: dict[str, np.ndarray]  # measure -> (L, L), NaN where no concept is shared
+    items: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+
+def _gather(arr_lcu: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``arr[b, c, idx[a, c, j]]`` as ``(a, c, j, b)`` for ``arr`` (L, C, U), ``idx`` (L, C, K)."""
+    t = np.ascontiguousarray(arr_lcu.transpose(1, 2, 0))  # (C, U, L)
+    safe = np.maximum(idx, 0)
+    g = t[np.arange(idx.shape[1])[None, :, None], safe]
+    return np.where((idx >= 0)[..., None], g, 0)
+
+
+def _mean(x: np.ndarray, mask: np.ndarray) -> float:
+    return float(x[mask].mean()) if mask.any() else float("nan")
+
+
+def scope_measures(
+    ap0: np.ndarray,
+    ap1: np.ndarray,
+    k: int,
+    m: int,
+    *,
+    lo: int = 0,
+    hi: int | None = None,
+    items: bool = False,
+    diffconcept: bool = True,
+) -> ScopeResult:
+    """Cross-fitted alignment measures of units ``[lo, hi)`` (see the module doc)."""
+    hi = ap0.shape[-1] if hi is None else hi
+    a0 = ap0[..., lo:hi]
+    a1 = ap1[..., lo:hi]
+    n_l, n_c, _ = a0.shape
+    present = np.isfinite(a0).any(-1) & np.isfinite(a1).any(-1)  # (L, C)
+    idx0, idx1 = topk(ap0, k, lo, hi), topk(ap1, k, lo, hi)
+    idx0[~present], idx1[~present] = -1, -1
+    m0 = np.zeros(a0.shape, dtype=np.float32)
+    m1 = np.zeros(a1.shape, dtype=np.float32)
+    np.put_along_axis(m0, np.maximum(idx0, 0), (idx0 >= 0).astype(np.float32), -1)
+    np.put_along_axis(m1, np.maximum(idx1, 0), (idx1 >= 0).astype(np.float32), -1)
+    z0, z1 = np.nan_to_num(a0, nan=0.0), np.nan_to_num(a1, nan=0.0)
+
+    i01 = _gather(m1, idx0).sum(2)  # (a, c, b): |E0(c,a) ∩ E1(c,b)|
+    i10 = _gather(m0, idx1).sum(2)  # |E1(c,a) ∩ E0(c,b)|
+    t01 = _gather(z1, idx0).sum(2) / k  # mean AP1 on b of E0(c, a)
+    t10 = _gather(z0, idx1).sum(2) / k
+    both = present[:, :, None] & present.T[None, :, :]  # (a, c, b)
+    overlap = (i01 + i10) / (2 * k)
+    jaccard = (i01 / (2 * k - i01) + i10 / (2 * k - i10)) / 2
+    transfer = (t01 + t10) / 2
+    eye = np.eye(n_l, dtype=bool)[:, None, :]
+    upper = np.triu(np.ones((n_l, n_l), dtype=bool), 1)[:, None, :]
+    off = both & ~eye
+    masks = {"overlap": both & upper, "jaccard": both & upper, "transfer_ap": off,
+             "self_ap": both & eye}  # fmt: skip
+    arrays = {"overlap": overlap, "jaccard": jaccard, "transfer_ap": transfer, "self_ap": transfer}
+    value = {name: _mean(arrays[name], masks[name]) for name in masks}
+
+    # cross-lingual: per concept scored in >= m languages, units in >= m languages' sets
+    n_present = present.sum(0)
+    cl_ok = n_present >= m
+    cl = ((m0.sum(0) >= m).sum(-1) + (m1.sum(0) >= m).sum(-1)) / 2  # (C,)
+    value["crosslingual"] = float(cl[cl_ok].mean()) if cl_ok.any() else float("nan")
+
+    pairs = {}
+    for name in PAIR_MEASURES:
+        num = np.where(both, arrays[name], 0).sum(1)
+        den = both.sum(1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            pairs[name] = np.where(den > 0, num / np.maximum(den, 1), np.nan)
+    dc: dict[str, float] = {}
+    if diffconcept:
+        dc = _diffconcept(m0, m1, z0, z1, idx0, idx1, i01, i10, t01, t10, present, masks, k, m)
+    res = ScopeResult(value=value, diffconcept=dc, pairs=pairs)
+    if items:
+        cidx = np.broadcast_to(np.arange(n_c)[None, :, None], both.shape)
+        for name, mask in masks.items():
+            res.items[name] = (arrays[name][mask], cidx[mask])
+        res.items["crosslingual"] = (cl[cl_ok].astype(np.float64), np.flatnonzero(cl_ok))
+    return res
+
+
+def _diffconcept(m0, m1, z0, z1, idx0, idx1, i01, i10, t01, t10, present, masks, k, m) -> dict:
+    """Different-concept references: E(c, a) against every other concept's set / AP in b."""
+    n_l, n_c, _ = m0.shape
+    pm = present[:, :, None].astype(np.float32)
+    # sums over the concepts scored in b, as (L, 1, U) so _gather can read them per b
+    s0, s1 = (m0 * pm).sum(1, keepdims=True), (m1 * pm).sum(1, keepdims=True)
+    a0, a1 = (z0 * pm).sum(1, keepdims=True), (z1 * pm).sum(1, keepdims=True)
+
+    def others(total: np.ndarray, idx: np.ndarray, same: np.ndarray) -> np.ndarray:
+        g = _gather(np.broadcast_to(total, (n_l, n_c, total.shape[-1])), idx).sum(2)
+        n_other = (present.sum(1) - 1).astype(np.float64)[None, None, :]  # per b
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(n_other > 0, (g - same) / n_other, np.nan)
+
+    ov = (others(s1, idx0, i01) + others(s0, idx1, i10)) / (2 * k)
+    jc = ov / (2 - ov)  # Jaccard at the mean intersection with the other concepts' sets
+    tr = (others(a1, idx0, t01 * k) + others(a0, idx1, t10 * k)) / (2 * k)
+    out = {
+        "overlap": _mean(ov, masks["overlap"] & np.isfinite(ov)),
+        "jaccard": _mean(jc, masks["jaccard"] & np.isfinite(jc)),
+        "transfer_ap": _mean(tr, masks["transfer_ap"] & np.isfinite(tr)),
+        "self_ap": _mean(tr, masks["self_ap"] & np.isfinite(tr)),
+    }
+    # cross-lingual count over shifted concepts: language i uses concept (c + i) mod C
+    shift = (np.arange(n_c)[None, :] + np.arange(n_l)[:, None]) % n_c  # (L, C)
+    rows = np.arange(n_l)[:, None]
+    ok = present[rows, shift]
+    cnt = [(mh[rows, shift] * ok[:, :, None]).sum(0) for mh in (m0, m1)]
+    cl = ((cnt[0] >= m).sum(-1) + (cnt[1] >= m).sum(-1)) / 2
+    valid = ok.sum(0) >= m
+    out["crosslingual"] = float(cl[valid].mean()) if valid.any() else float("nan")
+    return out

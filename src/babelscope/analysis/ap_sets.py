@@ -1,0 +1,95 @@
+"""AP of every unit for many label sets over the same sentences: one ranking, many labels.
+
+Held-out experts (AP on each half of a pool) and permutation nulls (AP under R permuted
+labellings) ask for the AP of every unit for thousands of label vectors over the *same*
+scores. Each unit's scores are ranked once (``N_ge``: the sentences scoring >= each
+sentence, so tied scores share one value); the AP of any positive set then needs only the
+positives' ``N_ge`` (see :mod:`babelscope.analysis.average_precision`)::
+
+    AP = 1/P * sum over positives j of TP_ge(j) / N_ge(j),   TP_ge(j) = #{positives i: N_ge(i) <= N_ge(j)}
+
+which is exactly ``sklearn.metrics.average_precision_score`` with ties. The kernel is
+compiled with numba: per unit, gather the P positives' ``N_ge`` (a row in L1 cache) and
+count ``TP_ge`` pairwise (P is small); units run in parallel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numba
+import numpy as np
+
+from babelscope.analysis.average_precision import _check_scores, _n_ge_all
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _ap_kernel(n_ge, inv, pos_flat, pos_start, out):  # pragma: no cover - compiled
+    n_units = n_ge.shape[0]
+    n_sets = pos_start.shape[0] - 1
+    max_p = 1
+    for s in range(n_sets):
+        max_p = max(max_p, pos_start[s + 1] - pos_start[s])
+    for u in numba.prange(n_units):
+        row = n_ge[u]
+        irow = inv[u]
+        buf = np.empty(max_p, np.int32)
+        ibuf = np.empty(max_p, np.float64)
+        for s in range(n_sets):
+            a = pos_start[s]
+            p = pos_start[s + 1] - a
+            if p == 0:
+                out[u, s] = np.nan
+                continue
+            for i in range(p):
+                k = pos_flat[a + i]
+                buf[i] = row[k]
+                ibuf[i] = irow[k]
+            # TP_ge(j) by counting (branch-free, vectorised by LLVM): faster than sorting
+            # for the small P of a concept pool; ties count each other, as sklearn does.
+            acc = 0.0
+            for j in range(p):
+                gj = buf[j]
+                c = np.int32(0)
+                for i in range(p):
+                    c += np.int32(buf[i] <= gj)
+                acc += c * ibuf[j]
+            out[u, s] = acc / p
+
+
+def ranks(scores: np.ndarray) -> np.ndarray:
+    """``N_ge`` of every (sentence, unit) as a ``(units, sentences)`` int32 array."""
+    x = _check_scores(scores)
+    return _n_ge_all(np.ascontiguousarray(x.T))
+
+
+def ap_of_sets(n_ge: np.ndarray, positives: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+    """AP of every unit for each positive set: ``(n_sets, units)`` float32.
+
+    ``n_ge`` from :func:`ranks`; ``positives`` is a list of index arrays into the
+    sentences, or a boolean ``(n_sets, sentences)`` / ``(sentences, n_sets)``-free matrix
+    given as rows. A set without positives gives NaN.
+    """
+    if isinstance(positives, np.ndarray) and positives.dtype == np.bool_:
+        sets = [np.flatnonzero(row) for row in positives]
+    else:
+        sets = [np.asarray(p, dtype=np.int64) for p in positives]
+    n_sent = n_ge.shape[1]
+    for p in sets:
+        if len(p) and (p.min() < 0 or p.max() >= n_sent):
+            raise ValueError("ap_of_sets: a positive index is out of range")
+    start = np.zeros(len(sets) + 1, dtype=np.int64)
+    start[1:] = np.cumsum([len(p) for p in sets])
+    flat = np.concatenate(sets).astype(np.int64) if sets else np.zeros(0, dtype=np.int64)
+    # (units, sets) while computing: each unit's results are written contiguously.
+    out = np.empty((n_ge.shape[0], len(sets)), dtype=np.float32)
+    if len(sets):
+        g = np.ascontiguousarray(n_ge, dtype=np.int32)
+        _ap_kernel(g, 1.0 / g, flat, start, out)
+    return out.T
+
+
+def ap_of_labels(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """AP of every unit for every column of a boolean ``labels`` (sentences, C): ``(C, units)``."""
+    y = np.asarray(labels, dtype=bool)
+    return ap_of_sets(ranks(scores), y.T)
