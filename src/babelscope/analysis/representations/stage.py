@@ -1,0 +1,297 @@
+"""The representations stage: retrieval, CKA, margin and the logit lens per layer x checkpoint.
+
+:func:`run_similarity` drives the per-layer measures of this package over a checkpoint
+series. Per checkpoint one forward pass over the parallel items of every language
+(:func:`babelscope.activations.extract.extract_token_samples`, residual stream, every
+content token) gives both the mean-pooled sentence vectors (retrieval, CKA, margin) and
+the token states the logit lens decodes. Each finished checkpoint is saved under
+``results/.similarity/`` at once (resume); the combined tables are
+
+- ``results/similarity.parquet``: ``step, layer, measure, value, chance, null_mean,
+  null_p95, n_null, p_value, ci_low, ci_high, n_items, n_pairs`` with measures
+  ``retrieval``, ``retrieval_centred``, ``cka``, ``margin``, ``margin_centred``,
+  ``lens_own``, ``lens_pivot``, ``lens_other``, ``lens_shared``, ``lens_unseen``;
+- ``results/similarity_lens.parquet``: ``step, layer, input_lang, target, mass, n``, the
+  mean next-token mass of every input language on every token class;
+
+both with provenance in their Parquet metadata.
+
+**Parallel items**: ``align_id`` values present in every analysed language whose texts
+are pairwise different (an untranslated string would be "retrieved" by its identical
+copy), ``items`` of them drawn with a seed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from babelscope.errors import BabelscopeError
+
+if TYPE_CHECKING:
+    from babelscope.checkpoints.series import CheckpointSeries
+
+RESULT_COLUMNS = [
+    "step", "layer", "measure", "value", "chance", "null_mean", "null_p95", "n_null", "p_value",
+    "ci_low", "ci_high", "n_items", "n_pairs",
+]  # fmt: skip
+LENS_COLUMNS = ["step", "layer", "input_lang", "target", "mass", "n"]
+SIMILARITY_FILE = "similarity.parquet"
+LENS_FILE = "similarity_lens.parquet"
+PARTIAL_DIR = ".similarity"
+
+
+class SimilaritySettings(BaseModel):
+    """Settings of the representations stage; the keys of the ``[similarity]`` config section."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    languages: list[str] | None = Field(None, description="Languages (default: all in the corpus)")
+    items: int = Field(
+        64,
+        ge=4,
+        description="Parallel items (sentences per language) drawn from those in every language",
+    )
+    layers: list[int] | None = Field(None, description="Residual layers (default: all, 0..L)")
+    pivot: str = Field("eng", description="The pivot language of the logit lens")
+    lens: bool = Field(True, description="Run the logit lens (latent language per layer)")
+    lens_tokens_per_sentence: int | None = Field(
+        4, ge=1, description="Token positions decoded per sentence (None: all)"
+    )
+    token_min_count: int = Field(
+        3, ge=1, description="Occurrences a token needs to belong to a language (or be shared)"
+    )
+    token_dominance: float = Field(
+        0.8,
+        gt=0.5,
+        le=1.0,
+        description="Share of a token's normalised frequency one language must hold",
+    )
+    token_text_chars: int = Field(
+        200_000,
+        ge=1000,
+        description="Characters of training text per language that class the tokens",
+    )
+    n_permutations: int = Field(100, ge=1, description="Draws of every permutation null")
+    n_boot: int = Field(1000, ge=100, description="Bootstrap resamples of every interval")
+    batch_size: int = Field(32, ge=1)
+    max_length: int | None = Field(128, ge=2, description="Tokens per sentence at most")
+    seed: int = 0
+
+
+def parallel_items(
+    corpus: pd.DataFrame, languages: list[str], n_items: int, *, seed: int = 0
+) -> pd.DataFrame:
+    """The parallel texts, one column per language, one row per ``align_id`` (seeded draw).
+
+    Only ``align_id`` values with a text in every language, all of them different, qualify.
+    """
+    par = corpus[corpus["align_id"].notna() & corpus["lang"].isin(languages)]
+    par = par.sort_values("id").drop_duplicates(["align_id", "lang"])
+    wide = par.pivot(index="align_id", columns="lang", values="text")
+    missing = [lang for lang in languages if lang not in wide.columns]
+    wide = wide.reindex(columns=languages).dropna()
+    distinct = wide.nunique(axis=1) == len(languages)
+    wide = wide[distinct].sort_index()
+    if missing or len(wide) < 4:
+        why = f"no parallel text in {', '.join(missing)}" if missing else f"{len(wide)} items"
+        raise BabelscopeError(
+            f"representations need parallel text (align_id) in every language: {why}; "
+            "add parallel data (UDHR, Django strings, a parallel TSV) or drop those languages"
+        )
+    if len(wide) < n_items:
+        from babelscope.progress import warn
+
+        warn(f"similarity: only {len(wide)} parallel items in all languages (asked for {n_items})")
+    rng = np.random.default_rng(seed)
+    take = np.sort(rng.permutation(len(wide))[: min(n_items, len(wide))])
+    return wide.iloc[take]
+
+
+def _token_texts(corpus: pd.DataFrame, languages: list[str], chars: int) -> dict[str, list[str]]:
+    """Per language, training sentences (in id order) up to ``chars`` characters."""
+    out: dict[str, list[str]] = {}
+    for lang in languages:
+        g = corpus[(corpus["lang"] == lang) & (corpus["split"] != "heldout")].sort_values("id")
+        texts = g["text"].tolist()
+        cut = int(np.searchsorted(np.cumsum([len(t) for t in texts]), chars)) + 1
+        out[lang] = texts[:cut]
+    return out
+
+
+def measure_checkpoint(
+    model: Any, tokenizer: Any, items: pd.DataFrame, settings: SimilaritySettings,
+    classes: Any, pairings: np.ndarray, step: int,
+) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
+    """Every measure of one checkpoint: (result rows, lens matrix rows)."""
+    from babelscope.activations.extract import context_length, extract_token_samples
+    from babelscope.activations.families import family_of, output_head
+    from babelscope.analysis.representations.logit_lens import (
+        lens_mass,
+        lens_matrix,
+        lens_positions,
+        lens_summary,
+        sentence_means,
+    )  # fmt: skip
+    from babelscope.analysis.representations.retrieval import retrieval
+    from babelscope.analysis.representations.similarity import cka, margin
+    from babelscope.progress import track
+
+    languages = list(items.columns)
+    n_lang, n = len(languages), len(items)
+    texts = [t for lang in languages for t in items[lang].tolist()]  # language-major
+    limits = [x for x in (settings.max_length, context_length(model, tokenizer)) if x]
+    samples = extract_token_samples(
+        model, tokenizer, texts, kind="residual", tokens_per_text=None, layers=settings.layers,
+        batch_size=settings.batch_size, max_length=min(limits) if limits else None,
+    )  # fmt: skip
+    sid = samples.sentence_index
+    lang_index = np.repeat(np.arange(n_lang), n)
+    final = family_of(model).num_layers(model.config)
+    if settings.lens:
+        head = output_head(model)
+        picked = lens_positions(sid, settings.lens_tokens_per_sentence, settings.seed)
+    common = dict(n_boot=settings.n_boot, seed=settings.seed)
+    rows, lens_rows = [], []
+    for layer in track(samples.layers, f"similarity: step {step}, layers", transient=True):
+        x = samples.get(layer)
+        pooled = sentence_means(x, sid, len(texts)).reshape(n_lang, n, -1)
+        found = {
+            "retrieval": retrieval(pooled, pairings=pairings, **common),
+            "retrieval_centred": retrieval(pooled, centred=True, pairings=pairings, **common),
+            "cka": cka(pooled, n_permutations=settings.n_permutations, **common),
+            "margin": margin(pooled, pairings=pairings, **common),
+            "margin_centred": margin(pooled, centred=True, pairings=pairings, **common),
+        }
+        rows += [{"layer": layer, "measure": k, **v.row()} for k, v in found.items()]
+        if settings.lens:
+            mass = lens_mass(head, {layer: x[picked]}, final, classes)[layer]
+            per_sentence = sentence_means(mass, sid[picked], len(texts))
+            for r in lens_summary(
+                per_sentence, lang_index, classes, settings.pivot,
+                n_permutations=settings.n_permutations, **common,
+            ):  # fmt: skip
+                rows.append({"layer": layer, **r})
+            lens_rows += [
+                {"layer": layer, **r} for r in lens_matrix(per_sentence, lang_index, classes)
+            ]
+    df = pd.DataFrame(rows)
+    df.insert(0, "step", int(step))
+    lens = pd.DataFrame(lens_rows, columns=LENS_COLUMNS[1:])
+    lens.insert(0, "step", int(step))
+    return df[RESULT_COLUMNS], lens[LENS_COLUMNS]
+
+
+def _read_partial(paths: tuple[Path, Path], key: str, identity: dict[str, Any]):
+    from babelscope.io import read_parquet_metadata
+
+    if not all(p.exists() for p in paths):
+        return None
+    try:
+        metas = [read_parquet_metadata(p) for p in paths]
+    except Exception:  # noqa: BLE001 - an unreadable partial is simply redone
+        return None
+    if any(m.get("key") != key or m.get("checkpoint") != identity for m in metas):
+        return None
+    return pd.read_parquet(paths[0]), pd.read_parquet(paths[1]), str(metas[0].get("fingerprint"))
+
+
+def run_similarity(
+    series: CheckpointSeries,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    settings: SimilaritySettings | None = None,
+    *,
+    device: str = "cpu",
+    dtype: str = "fp32",
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """All representation measures for every checkpoint; writes ``out_dir/results/similarity*.parquet``.
+
+    Resumable per checkpoint (a saved step is reused for the same settings, data and
+    weights). Returns the result table and the lens matrix.
+    """
+    from babelscope.analysis.representations.logit_lens import token_languages
+    from babelscope.analysis.representations.retrieval import random_pairings
+    from babelscope.checkpoints.series import checkpoint_signature, load_checkpoint
+    from babelscope.corpora.corpus import data_hash, load_corpus
+    from babelscope.io import provenance, settings_hash, write_parquet_atomic
+    from babelscope.progress import info, track
+
+    settings = settings or SimilaritySettings()
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    if not series.checkpoints:
+        raise BabelscopeError(f"series {series.name} has no checkpoints to analyse")
+    corpus = load_corpus(data_dir, languages=settings.languages)
+    languages = list(settings.languages) if settings.languages else sorted(corpus["lang"].unique())
+    if settings.lens and settings.pivot not in languages:
+        raise BabelscopeError(
+            f"the logit lens pivot {settings.pivot} is not among the languages ({', '.join(languages)}): "
+            "set similarity.pivot to one of them, or lens = false"
+        )
+    items = parallel_items(corpus, languages, settings.items, seed=settings.seed)
+    dhash = data_hash(data_dir)
+    key = settings_hash(
+        {
+            "settings": settings.model_dump(mode="json"),
+            "data_hash": dhash,
+            "items": list(items.index),
+        }
+    )
+    n_pairs = len(languages) * (len(languages) - 1)
+    pairings = random_pairings(settings.n_permutations, n_pairs, len(items), settings.seed)
+    partial = out_dir / "results" / PARTIAL_DIR
+    frames, lens_frames, fingerprints, reused, timings = [], [], {}, [], []
+    classes = None
+    for ckpt in track(series.checkpoints, f"similarity: {len(series.checkpoints)} checkpoints"):
+        identity = json.loads(json.dumps({**checkpoint_signature(ckpt), "dtype": dtype}))
+        paths = (partial / f"step-{ckpt.step}.parquet", partial / f"step-{ckpt.step}.lens.parquet")
+        hit = _read_partial(paths, key, identity)
+        if hit is not None:
+            frames.append(hit[0]), lens_frames.append(hit[1])
+            fingerprints[ckpt.step] = hit[2]
+            reused.append(ckpt.step)
+            continue
+        t0 = time.perf_counter()
+        loaded = load_checkpoint(ckpt, dtype=dtype, device=device)
+        if settings.lens and classes is None:
+            vocab = loaded.model.get_output_embeddings().weight.shape[0]
+            texts = _token_texts(corpus, languages, settings.token_text_chars)
+            classes = token_languages(
+                loaded.tokenizer, texts, vocab,
+                min_count=settings.token_min_count, dominance=settings.token_dominance,
+            )  # fmt: skip
+        df, lens = measure_checkpoint(
+            loaded.model, loaded.tokenizer, items, settings, classes, pairings, ckpt.step
+        )
+        meta = {"key": key, "checkpoint": identity, "fingerprint": loaded.fingerprint}
+        write_parquet_atomic(df, paths[0], metadata=meta)
+        write_parquet_atomic(lens, paths[1], metadata=meta)
+        frames.append(df), lens_frames.append(lens)
+        fingerprints[ckpt.step] = loaded.fingerprint
+        timings.append(time.perf_counter() - t0)
+    if reused:
+        info(f"similarity: reused finished results for step(s) {', '.join(map(str, reused))}")
+    if timings:
+        info(f"similarity: {sum(timings) / len(timings):.1f} s per checkpoint")
+    combined = pd.concat(frames, ignore_index=True).sort_values(["step", "layer", "measure"], ignore_index=True)  # fmt: skip
+    lens_all = pd.concat(lens_frames, ignore_index=True)
+    token_info = (
+        {lang: int((classes.label == i).sum()) for i, lang in enumerate(classes.classes)}
+        if classes is not None
+        else None
+    )
+    meta = provenance(
+        "similarity", series=series.name, fingerprints=fingerprints, data_hash=dhash,
+        settings=settings.model_dump(mode="json"), languages=languages, items=list(items.index),
+        tokens_per_class=token_info, key=key,
+    )  # fmt: skip
+    results = out_dir / "results"
+    write_parquet_atomic(combined, results / SIMILARITY_FILE, metadata=meta)
+    write_parquet_atomic(lens_all, results / LENS_FILE, metadata=meta)
+    return combined, lens_all
