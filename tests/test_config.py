@@ -44,9 +44,9 @@ def test_wrong_type_and_bad_values(tmp_path):
 def test_missing_files_named(tmp_path):
     with pytest.raises(BabelscopeError, match="not found"):
         load_config(tmp_path / "nope.toml")
-    with pytest.raises(BabelscopeError, match=r"data.user = .*does not exist"):
+    with pytest.raises(BabelscopeError, match=r"data.user = .*not found"):
         load_config(write(tmp_path, '[data]\nuser = "missing.jsonl"\n'))
-    with pytest.raises(BabelscopeError, match=r"model.series = .*does not exist"):
+    with pytest.raises(BabelscopeError, match=r"model.series = .*not found"):
         load_config(write(tmp_path, '[model]\nseries = "./no/such/dir"\n'))
 
 
@@ -54,9 +54,19 @@ def test_relative_paths_resolve_against_the_file(tmp_path):
     (tmp_path / "ckpts").mkdir()
     cfg = load_config(write(tmp_path, '[model]\nseries = "ckpts"\n'))
     assert cfg.model.series == str((tmp_path / "ckpts").resolve())
-    # 'org/name' with no such local path is a hub repo id and stays as it is.
-    cfg = load_config(write(tmp_path, '[model]\nseries = "bigscience/bloom-560m"\n'))
-    assert cfg.model.series == "bigscience/bloom-560m"
+    # 'org/name' is a local path like any other: missing, it is "not found" (no hub retries).
+    with pytest.raises(BabelscopeError, match=r"bigscience/bloom-560m' not found.*hub:org/name"):
+        load_config(write(tmp_path, '[model]\nseries = "bigscience/bloom-560m"\n'))
+    # A hub repository is said so: hub:org/name, or the repo of a series table.
+    cfg = load_config(write(tmp_path, '[model]\nseries = "hub:bigscience/bloom-560m"\n'))
+    assert cfg.model.series == "hub:bigscience/bloom-560m"
+    cfg = load_config(
+        write(
+            tmp_path,
+            '[model.series]\nrepo = "org/m"\nrevisions = ["step1"]\ntokenizer = "org/t"\n',
+        )
+    )
+    assert cfg.model.series["repo"] == "org/m" and cfg.model.series["tokenizer"] == "org/t"
 
 
 def test_sections_are_the_stage_settings():
@@ -67,6 +77,7 @@ def test_sections_are_the_stage_settings():
 
 def test_paths_inside_a_listed_series_resolve_against_the_file(tmp_path):
     (tmp_path / "a.gguf").write_bytes(b"")
+    (tmp_path / "b").mkdir()
     cfg = load_config(
         write(
             tmp_path,
@@ -75,3 +86,33 @@ def test_paths_inside_a_listed_series_resolve_against_the_file(tmp_path):
     )
     assert cfg.model.series[0]["gguf"] == str((tmp_path / "a.gguf").resolve())
     assert cfg.model.series[1]["path"] == str((tmp_path / "b").resolve())
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[probe]\nlanguages = []\n", r"'probe.languages' is an empty list: remove the key"),
+        ("[experts]\nconcepts = []\n", r"'experts.concepts' is an empty list"),
+        ("stages = []\n", r"'stages' is an empty list"),
+        ('name = ".."\n', r"only dots"),
+        ('[data]\nlanguages = ["eng", "spa"]\n[probe]\nlanguages = ["fra"]\n',
+         r"probe.languages names fra, not in data.languages"),
+        ('[data]\nlanguages = ["eng", "deu"]\n', r"steer.source_lang names spa"),
+        ("[align]\nk = 3\nk_fraction = 0.1\n", r"align.k and align.k_fraction are both set"),
+        ('[data]\nbuild = false\nuser = "u.jsonl"\n', r"data.build = false"),
+        ('[model]\nseries = "s"\npretrain_config = "p.toml"\n',
+         r"model.series and model.pretrain_config are both set"),
+    ],
+)  # fmt: skip
+def test_rules_beyond_types(tmp_path, text, message):
+    (tmp_path / "u.jsonl").write_text("")
+    (tmp_path / "p.toml").write_text("")
+    (tmp_path / "s").mkdir()
+    with pytest.raises(BabelscopeError, match=message):
+        load_config(write(tmp_path, text))
+
+
+def test_absent_lists_mean_all_and_sources_may_be_empty_with_user_text(tmp_path):
+    (tmp_path / "u.jsonl").write_text("")
+    cfg = load_config(write(tmp_path, '[data]\nsources = []\nuser = "u.jsonl"\n'))
+    assert cfg.data.sources == [] and cfg.probe.languages is None

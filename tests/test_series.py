@@ -167,8 +167,12 @@ def test_bad_series_give_one_line_errors(tmp_path, tiny_series_dir):
 
     with pytest.raises(BabelscopeError, match="several checkpoints for step"):
         CheckpointSeries("x", [Checkpoint(1, "a"), Checkpoint(1, "b")])
-    with pytest.raises(BabelscopeError, match="no checkpoint series"):
+    with pytest.raises(BabelscopeError, match="missing' not found"):
         resolve_series(tmp_path / "missing")
+    # A bare org/name is a local path too: missing, it says so (hub repos: hub:org/name).
+    with pytest.raises(BabelscopeError, match="'org/model' not found.*hub:org/name"):
+        resolve_series("org/model")
+    assert resolve_series("hub:org/model", check=False).checkpoints == [Checkpoint(0, "org/model")]
     with pytest.raises(BabelscopeError, match="holds no checkpoints"):
         resolve_series(tmp_path / "other")
 

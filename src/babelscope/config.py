@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from babelscope.config_rules import HUB_PREFIX
 from babelscope.errors import BabelscopeError
 from babelscope.languages import DEFAULT_LANGUAGES, check_languages
 
@@ -59,8 +60,9 @@ class ModelConfig(_Strict):
 
     series: str | dict[str, Any] | list[Any] | None = Field(
         None,
-        description="Local dir of step-N checkpoints, {repo, revisions, tokenizer}, a list of "
-        "{step, path|revision}, or a .gguf file. None: pre-train the embedded series.",
+        description="Local dir of step-N checkpoints (relative to this file), hub:org/name, "
+        "{repo, revisions, tokenizer}, a list of {step, path|revision}, or a .gguf file. "
+        "None: pre-train the embedded series.",
     )
     pretrain_config: Path | None = Field(
         None, description="TOML for `babelscope pretrain` (default: embedded)"
@@ -119,6 +121,14 @@ class RunConfig(_Strict):
         "babelscope.analysis.steering", "SteerSettings"
     )
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        # '.' and '..' would make runs/ or the current directory the run directory.
+        if set(v) == {"."}:
+            raise ValueError("a run name cannot be only dots: use letters, digits, . _ -")
+        return v
+
     @property
     def run_dir(self) -> Path:
         return Path(self.out) if self.out else Path("runs") / self.name
@@ -175,8 +185,12 @@ def load_config(
         where = str(p)
         if not p.exists():
             raise BabelscopeError(f"configuration file {p} not found: check the path")
+        if p.is_dir():
+            raise BabelscopeError(f"configuration {p} is a directory: give its TOML file")
         try:
             raw = tomllib.loads(p.read_text(encoding="utf-8"))
+        except OSError as e:
+            raise BabelscopeError(f"cannot read configuration {p}: {e.strerror or e}") from None
         except UnicodeDecodeError as e:
             raise BabelscopeError(f"{p}: not UTF-8 text ({e.reason} at byte {e.start})") from None
         except tomllib.TOMLDecodeError as e:
@@ -189,27 +203,24 @@ def load_config(
         cfg = RunConfig.model_validate(raw)
     except ValidationError as e:
         raise BabelscopeError(explain_validation_error(e, where)) from None
-    for label, f in (
-        ("data.user", cfg.data.user),
-        ("model.pretrain_config", cfg.model.pretrain_config),
-    ):
-        if f is not None and not Path(f).exists():
-            raise BabelscopeError(f"{where}: {label} = '{f}' does not exist: fix the path")
-    series = cfg.model.series
-    # 'org/name' may be a hub repo id; only a path that looks local must exist.
-    looks_local = isinstance(series, str) and (
-        series.startswith((".", "/", "~")) or series.endswith(".gguf")
-    )
-    if looks_local and not Path(series).expanduser().exists():
-        raise BabelscopeError(f"{where}: model.series = '{series}' does not exist: fix the path")
+    from babelscope.config_rules import check_config
+
+    check_config(cfg, raw, where)
     return cfg
 
 
 def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
+    """Make the config's local paths absolute, relative to the config file.
+
+    A path is local unless written as a hub repository: ``hub:org/name``, or the ``repo``
+    of a series table (a ``repo`` that exists next to the config file is a local copy).
+    A series ``tokenizer`` of a hub series may be a hub id too.
+    """
+
     def fix(d: dict[str, Any], key: str) -> None:
         v = d.get(key)
-        if isinstance(v, str) and v and not Path(v).is_absolute() and not _looks_like_repo(v, base):
-            d[key] = str((base / v).resolve())
+        if isinstance(v, str) and v and not v.startswith(HUB_PREFIX):
+            d[key] = str((base / Path(v).expanduser()).resolve())
 
     for sec, key in (("data", "dir"), ("data", "user"), ("model", "pretrain_config")):
         if isinstance(raw.get(sec), dict):
@@ -219,22 +230,33 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
         series = model.get("series")
         if isinstance(series, str):
             fix(model, "series")
-        # Entries of a listed series name local files too (path / gguf / a local repo).
-        entries = (
-            series if isinstance(series, list) else [series] if isinstance(series, dict) else []
-        )
-        for entry in entries:
-            if isinstance(entry, dict):
-                for key in ("path", "gguf", "repo", "tokenizer"):
-                    fix(entry, key)
+        tables = [series] if isinstance(series, dict) else []
+        entries = series if isinstance(series, list) else []
+        if isinstance(series, dict) and isinstance(series.get("checkpoints"), list):
+            entries = series["checkpoints"]
+        hub_repo = False
+        for table in tables:
+            repo = table.get("repo")
+            if isinstance(repo, str) and repo:
+                if (base / repo).exists() and not repo.startswith(HUB_PREFIX):
+                    fix(table, "repo")
+                else:
+                    table["repo"] = repo.removeprefix(HUB_PREFIX)
+                    hub_repo = True
+            fix(table, "path")
+        for entry in [*tables, *entries]:
+            if not isinstance(entry, dict):
+                continue
+            for key in ("path", "gguf"):
+                fix(entry, key)
+            tok = entry.get("tokenizer")
+            if isinstance(tok, str) and tok:
+                if tok.startswith(HUB_PREFIX) or (hub_repo and not (base / tok).exists()):
+                    entry["tokenizer"] = tok.removeprefix(HUB_PREFIX)
+                else:
+                    fix(entry, "tokenizer")
     if isinstance(raw.get("out"), str):
         fix(raw, "out")
-
-
-def _looks_like_repo(v: str, base: Path) -> bool:
-    """'org/name' with no such local path is taken for a hub repository id."""
-    parts = v.split("/")
-    return len(parts) == 2 and all(parts) and not (base / v).exists() and not v.startswith(".")
 
 
 def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:

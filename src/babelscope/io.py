@@ -1,4 +1,4 @@
-"""Small I/O primitives shared by every stage: atomic writes, hashing, provenance.
+"""Small I/O primitives shared by every stage: atomic writes, content hashes, provenance.
 
 Rule: nothing half-written is ever left where a later run would trust it. Files are
 written to a temporary sibling and renamed; directories are built under a temporary
@@ -35,6 +35,30 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+# Full hashes already computed in this process, by (path, size, mtime, tail of the file).
+_HASH_MEMO: dict[tuple[str, int, int, str], str] = {}
+_TAIL = 1 << 16  # Parquet keeps its metadata (schema, row groups, statistics) at the end
+
+
+def content_hash(path: str | os.PathLike, length: int = 16) -> str:
+    """Hash of a file's contents, cheap to ask for again.
+
+    The full SHA-256 is computed once per (size, modification time, last 64 KiB) — for a
+    Parquet file the last bytes are its metadata, which any rewrite changes — and reused
+    while those agree; a file replaced in place (new size, time or metadata) is hashed in
+    full again. Unreadable files raise ``OSError`` for the caller to explain.
+    """
+    p = Path(path)
+    st = p.stat()
+    with open(p, "rb") as f:
+        f.seek(max(0, st.st_size - _TAIL))
+        tail = sha256_bytes(f.read())
+    sig = (str(p.resolve()), st.st_size, st.st_mtime_ns, tail)
+    if sig not in _HASH_MEMO:
+        _HASH_MEMO[sig] = sha256_file(p)
+    return _HASH_MEMO[sig][:length]
 
 
 def stable_json(obj: Any) -> str:

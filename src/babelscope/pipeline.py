@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from babelscope.config import NEEDS, STAGES, RunConfig, dump_config, load_config
-from babelscope.errors import BabelscopeError
+from babelscope.errors import BabelscopeError, Interrupted
 from babelscope.io import provenance, settings_hash, write_json_atomic, write_text_atomic
-from babelscope.progress import console, info, warn
+from babelscope.progress import console, info, quiet, warn
+from babelscope.rundir import claim_run_dir, is_babelscope_data_dir, run_lock
 
 
 @dataclass
@@ -48,8 +49,12 @@ class Run:
         return self.dir / ".stages" / f"{stage}.json"
 
     def record(self, stage: str) -> dict[str, Any] | None:
-        p = self.record_path(stage)
-        return json.loads(p.read_text()) if p.exists() else None
+        """The stage's record, or None (a missing or torn record: the stage runs again)."""
+        try:
+            rec = json.loads(self.record_path(stage).read_text())
+        except (OSError, ValueError):
+            return None
+        return rec if isinstance(rec, dict) and "key" in rec and "notes" in rec else None
 
     @property
     def device(self) -> str:
@@ -68,8 +73,7 @@ def stage_data(run: Run) -> dict[str, Any]:
     """Build the embedded corpus (or the user's); an existing one is kept when it was built
     with the same settings, rebuilt when they differ (the run's own data dir, or --force)."""
     from babelscope.corpora.build import build_corpus
-    from babelscope.corpora.corpus import CONCEPTS_FILE, CORPUS_FILE, data_hash
-    from babelscope.io import sha256_file
+    from babelscope.corpora.corpus import CORPUS_FILE
 
     d = run.cfg.data_dir
     own = run.cfg.data.dir is None  # <run>/data belongs to this run
@@ -79,22 +83,32 @@ def stage_data(run: Run) -> dict[str, Any]:
             sources=tuple(run.cfg.data.sources),
             user=run.cfg.data.user,
         )
+        # Only a directory holding nothing but babelscope's data files is ever rebuilt.
+        mine = is_babelscope_data_dir(d)
         try:
-            build_corpus(d, force=run.force, **kwargs)
+            build_corpus(d, force=run.force and mine, **kwargs)
         except BabelscopeError:
-            if not own:
+            if not (own and mine):
                 raise  # the user's data dir, built otherwise: their call (--force)
             build_corpus(d, force=True, **kwargs)
     elif not (d / CORPUS_FILE).exists():
         raise BabelscopeError(
             f"no corpus in {d} and data.build = false: build it with `babelscope data build --out {d}`"
         )
+    return _data_notes(d)
+
+
+def _data_notes(d: Path) -> dict[str, Any]:
+    """Content hashes of the data files as they are now (cheap when unchanged)."""
+    from babelscope.corpora.corpus import CONCEPTS_FILE, data_hash
+    from babelscope.io import content_hash
+
     labels = d / CONCEPTS_FILE
     return {
         "data_dir": str(d),
         "data_hash": data_hash(d),
         # Concept labels can change on the same text (another table): experts depend on them.
-        "labels_hash": sha256_file(labels)[:16] if labels.exists() else None,
+        "labels_hash": content_hash(labels) if labels.exists() else None,
     }
 
 
@@ -139,6 +153,12 @@ def stage_inspect(run: Run) -> dict[str, Any]:
     df = inspect_series(series, texts, device=run.device, dtype=run.cfg.model.dtype)
     steps = usable(df, include_flagged=run.cfg.model.include_flagged)
     flagged = df[df["flags"].apply(bool)] if "flags" in df else df.iloc[0:0]
+    if not steps:
+        shown = "; ".join(f"step {r['step']}: {r['flags']}" for _, r in flagged.head(4).iterrows())
+        raise BabelscopeError(
+            f"every checkpoint of the series is flagged ({shown}): nothing to analyse; "
+            "fix or replace the checkpoints (include_flagged keeps duplicates)"
+        )
     rows = json.loads(df.to_json(orient="records"))
     write_json_atomic(
         run.dir / "checkpoints.json",
@@ -172,7 +192,7 @@ def stage_probe(run: Run) -> dict[str, Any]:
         _usable_series(run),
         run.cfg.data_dir,
         run.dir,
-        run.cfg.probe,
+        _scoped(run, run.cfg.probe),
         device=run.device,
         dtype=run.cfg.model.dtype,
     )
@@ -180,12 +200,30 @@ def stage_probe(run: Run) -> dict[str, Any]:
     return {"rows": len(df)}
 
 
+def _scoped(run: Run, settings: Any) -> Any:
+    """``settings`` with ``languages`` limited to the configuration's languages when it
+    names none: data.languages restricts every stage, not only inspect (a corpus with more
+    languages than asked for must not widen probe or experts)."""
+    if settings.languages is not None:
+        return settings
+    from babelscope.corpora.corpus import CONCEPTS_FILE
+    from babelscope.preflight import _parquet_column
+
+    langs = list(getattr(run.cfg.data, "all_languages", run.cfg.data.languages))
+    labels = run.cfg.data_dir / CONCEPTS_FILE
+    if hasattr(settings, "concepts") and labels.is_file():  # experts: the labelled ones
+        labelled = set(_parquet_column(labels, "lang"))
+        langs = [lang for lang in langs if lang in labelled]
+    return settings.model_copy(update={"languages": langs})
+
+
 def stage_experts(run: Run) -> dict[str, Any]:
     from babelscope.analysis.experts import run_experts
 
     df = run_experts(
-        _usable_series(run), run.cfg.data_dir, run.dir, run.cfg.experts,
-        cache_dir=run.cache / "activations", device=run.device, dtype=run.cfg.model.dtype,
+        _usable_series(run), run.cfg.data_dir, run.dir, _scoped(run, run.cfg.experts),
+        align=run.cfg.align, cache_dir=run.cache / "activations", device=run.device,
+        dtype=run.cfg.model.dtype,
     )  # fmt: skip
     return {"rows": len(df)}
 
@@ -349,16 +387,100 @@ def run_study(
     *,
     stages: list[str] | None = None,
     force: bool = False,
+    wait: bool = False,
 ) -> Run:
-    """Run the study (all stages, or ``stages``); return the finished :class:`Run`."""
+    """Run the study (all stages, or ``stages``); return the finished :class:`Run`.
+
+    The run directory must be babelscope's (see :mod:`babelscope.rundir`); it is locked
+    for the whole run (``wait``: wait for another run to finish instead of refusing), and
+    the configuration is checked against the data and the series before the first stage.
+    """
     cfg = config if isinstance(config, RunConfig) else load_config(config)
     wanted = list(stages) if stages else list(cfg.stages)
     bad = [s for s in wanted if s not in STAGES]
     if bad:
         raise BabelscopeError(f"unknown stage(s) {', '.join(bad)}: choose from {', '.join(STAGES)}")
     run = Run(cfg, force=force)
-    run.dir.mkdir(parents=True, exist_ok=True)
-    _claim_run_dir(run)
+    from babelscope.preflight import preflight
+
+    # Inputs first: a configuration that cannot work leaves no trace, not even a run dir.
+    preflight(run)
+    claim_run_dir(run.dir)
+    with run_lock(run.dir, wait=wait):
+        _claim_run_dir(run)
+        try:
+            _run_stages(run, wanted)
+        except Interrupted as e:
+            done = [s for s in STAGES if s in run.keys]
+            e.kept = (
+                f"stages {', '.join(done)} are complete in {run.dir}"
+                if done
+                else f"nothing had finished yet in {run.dir}"
+            ) + " (and the finished checkpoints of the stage that was running)"
+            e.resume = "run the same command again to resume where it stopped"
+            raise
+    return run
+
+
+def _current(run: Run, stage: str, rec: dict[str, Any]) -> bool:
+    """Whether a stage's recorded outputs are still what the record says: the data files
+    have the recorded content, and the result file is there and readable. A replaced
+    corpus or a torn result makes the stage run again."""
+    if stage == "data":
+        try:
+            now = _data_notes(run.cfg.data_dir)
+        except BabelscopeError:
+            return False
+        old = rec.get("notes", {})
+        return all(now[k] == old.get(k) for k in ("data_hash", "labels_hash"))
+    out = _RESULT_FILES.get(stage)
+    if out is None:
+        return True
+    path = run.dir / out
+    if path.suffix == ".json":
+        try:
+            json.loads(path.read_text())
+        except (OSError, ValueError):
+            return False
+        return True
+    import pyarrow.parquet as pq
+
+    try:
+        pq.read_metadata(path)
+    except Exception:  # noqa: BLE001 - missing, torn or foreign: all mean "redo"
+        return False
+    return True
+
+
+# What a finished stage leaves (checked before it is skipped as up to date).
+_RESULT_FILES: dict[str, str] = {
+    "inspect": "checkpoints.json",
+    "probe": "results/probe.parquet",
+    "experts": "results/experts.parquet",
+    "align": "results/alignment.parquet",
+}
+
+
+def _clear_for_force(run: Run, stage: str) -> None:
+    """``--force`` recomputes: drop the stage's per-step results (babelscope's own files
+    in its own run directory). The activation cache stays: it is keyed by the weights'
+    fingerprint and the texts themselves, so what it returns is what would be computed."""
+    import shutil
+
+    from babelscope.analysis.experts import AP_DIR
+    from babelscope.analysis.probe import PARTIAL_DIR
+
+    dirs = {
+        "probe": [run.results / PARTIAL_DIR],
+        "experts": [run.results / AP_DIR],
+        "steer": [run.cache / "steering"],
+    }
+    for d in dirs.get(stage, []):
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _run_stages(run: Run, wanted: list[str]) -> None:
+    force = run.force
     t0 = time.perf_counter()
     for stage in STAGES:
         needed_by_wanted = any(stage in _closure(w) for w in wanted)
@@ -366,7 +488,7 @@ def run_study(
             continue
         key = _key(run, stage)
         rec = run.record(stage)
-        up_to_date = rec is not None and rec.get("key") == key
+        up_to_date = rec is not None and rec.get("key") == key and _current(run, stage, rec)
         if stage not in wanted:
             # A prerequisite of what was asked for: it must already be done with this config.
             if not up_to_date:
@@ -380,7 +502,10 @@ def run_study(
             info(f"[dim]{stage}: up to date (key {key}), skipped[/dim]")
             run.keys[stage], run.notes[stage] = key, rec["notes"]
             continue
-        console.rule(f"[bold]{stage}")
+        if not quiet():  # with BABELSCOPE_QUIET an error stays the only line on stderr
+            console.rule(f"[bold]{stage}")
+        if force:
+            _clear_for_force(run, stage)
         t = time.perf_counter()
         # Round-trip through JSON so fresh notes equal notes read back from the record
         # (int keys become str): downstream keys must not depend on which it was.
@@ -398,7 +523,6 @@ def run_study(
         info(f"{stage}: done in {time.perf_counter() - t:.1f} s")
     run.notes["_seconds"] = round(time.perf_counter() - t0, 1)
     write_provenance(run)
-    return run
 
 
 def headline(run_dir: Path) -> dict[str, Any]:

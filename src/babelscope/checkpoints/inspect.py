@@ -5,6 +5,8 @@ Flags (a ``;``-separated string, empty when the checkpoint is fine):
 - ``duplicate_of:<step>``: same weight fingerprint as an earlier step, or identical logits
   on a probe batch (a copy saved in another format or dtype);
 - ``broken:nonfinite``: NaN or infinite weights;
+- ``broken:unreadable``: the weight files cannot be loaded (truncated, zero bytes, a
+  garbage header, a ``.bin`` that safe loading refuses) — a flag, not a crash;
 - ``broken:perplexity``: mean log-perplexity more than ``log(ratio)`` above both unflagged
   neighbours (the last checkpoint is compared with the one before it; the first is never
   flagged this way, since early checkpoints are expected to be worse).
@@ -28,6 +30,7 @@ import torch
 
 from babelscope.checkpoints.series import (
     CheckpointSeries,
+    CheckpointUnreadable,
     LoadedCheckpoint,
     load_checkpoint,
     resolve_series,
@@ -125,7 +128,12 @@ def inspect_series(
     probe = [t[0] for t in texts_by_lang.values()][:4]
     rows: list[dict[str, Any]] = []
     for ckpt in track(series.checkpoints, f"inspecting {series.name}"):
-        loaded = load_checkpoint(ckpt, dtype=dtype, device=device)
+        try:
+            loaded = load_checkpoint(ckpt, dtype=dtype, device=device)
+        except CheckpointUnreadable as e:
+            # A flag, not a crash: the caller reports flagged steps (and why, in "error").
+            rows.append(_unreadable_row(ckpt.step, list(texts_by_lang)) | {"error": str(e)})
+            continue
         row: dict[str, Any] = {
             "step": ckpt.step,
             "params": loaded.params,
@@ -149,7 +157,16 @@ def inspect_series(
         del loaded
     df = pd.DataFrame(rows)
     df["flags"] = _flags(df, ratio)
-    return df.drop(columns=["_logppl", "_probe", "_nonfinite"]).reset_index(drop=True)
+    extra = [c for c in ("_logppl", "_probe", "_nonfinite", "_unreadable") if c in df]
+    return df.drop(columns=extra).reset_index(drop=True)
+
+
+def _unreadable_row(step: int, langs: list[str]) -> dict[str, Any]:
+    """The row of a checkpoint whose weights cannot be loaded (flagged broken:unreadable)."""
+    return {"step": step, "params": 0, "fingerprint": f"unreadable:{step}",
+            **{f"ppl_{lang}": math.inf for lang in langs}, "ppl": math.inf,
+            "_logppl": math.inf, "_nonfinite": False, "_probe": f"unreadable:{step}",
+            "_unreadable": True}  # fmt: skip
 
 
 def _flags(df: pd.DataFrame, ratio: float) -> list[str]:
@@ -157,6 +174,10 @@ def _flags(df: pd.DataFrame, ratio: float) -> list[str]:
     first_fp: dict[str, int] = {}
     first_probe: dict[str, int] = {}
     for i, r in df.iterrows():
+        gone = r.get("_unreadable")  # True, or NaN for the rows of loaded checkpoints
+        if isinstance(gone, bool | np.bool_) and gone:
+            flags[i].append("broken:unreadable")
+            continue
         if r["_nonfinite"]:
             flags[i].append("broken:nonfinite")
         dup = first_fp.get(r["fingerprint"], first_probe.get(r["_probe"]))
@@ -182,6 +203,16 @@ def usable(df: pd.DataFrame, include_flagged: bool = False) -> list[int]:
     """The steps later stages should use; flagged steps are left out (and reported) unless asked."""
     flagged = df[df["flags"].astype(str) != ""]
     if include_flagged:
+        # Duplicates and perplexity outliers can be analysed; NaN or unreadable weights
+        # cannot (every statistic would be NaN or the load would fail): say so, not crash.
+        hopeless = flagged[
+            flagged["flags"].astype(str).str.contains("broken:nonfinite|broken:unreadable")
+        ]
+        if len(hopeless):
+            raise BabelscopeError(
+                f"include_flagged keeps {_describe(hopeless)}, which cannot be analysed: "
+                "remove it from the series or set include_flagged = false"
+            )
         if len(flagged):
             info(f"including flagged checkpoints as asked: {_describe(flagged)}")
         return [int(s) for s in df["step"]]

@@ -18,6 +18,8 @@
   ``(step, path_or_revision)`` pairs,
   as a list or as ``{"name": ..., "repo": ..., "tokenizer": ..., "checkpoints": [...]}``.
 - a **GGUF file** (``transformers``' ``gguf_file=``): one checkpoint.
+- ``hub:org/name``: one hub checkpoint. A bare ``org/name`` is a local path like any
+  other, so a missing directory says "not found" at once instead of retrying the hub.
 - a **JSON or TOML file** holding any of the above.
 
 Checkpoints are ordered by step; two with the same step are an error. ``resolve_series``
@@ -51,6 +53,7 @@ TOKENIZER_FILES = (
     "tokenizer.model",
     "sentencepiece.bpe.model",
 )
+HUB_PREFIX = "hub:"  # how a string names a hub repository rather than a local path
 DTYPES = {"fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16",
           "fp16": "float16", "float16": "float16"}  # fmt: skip
 
@@ -163,8 +166,18 @@ def _resolve(spec: Any, name: str | None) -> CheckpointSeries:
             )
         if path.is_dir():
             return _resolve_dir(path, name)
-        if re.fullmatch(r"[\w.-]+/[\w.-]+", str(spec)):  # a hub repo id: one checkpoint
-            return CheckpointSeries(name or str(spec), [Checkpoint(0, str(spec))])
+        text = str(spec)
+        if text.startswith(HUB_PREFIX):  # a hub repo id, said explicitly: one checkpoint
+            repo = text[len(HUB_PREFIX) :]
+            if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo):
+                raise BabelscopeError(f"'{text}' is not a hub repository id: write hub:org/name")
+            return CheckpointSeries(name or repo, [Checkpoint(0, repo)])
+        if not path.exists():
+            # Never guessed to be a hub repository: a typo in a local path must say so.
+            raise BabelscopeError(
+                f"checkpoint series '{spec}' not found: fix the path "
+                f"(a hub repository is written {HUB_PREFIX}org/name)"
+            )
         raise BabelscopeError(
             f"no checkpoint series at '{spec}': give a directory, a GGUF, JSON or TOML file"
         )
@@ -188,8 +201,11 @@ def _read_spec_file(path: Path) -> Any:
 
 def checkpoint_signature(ckpt: Checkpoint) -> dict[str, Any]:
     """What identifies a checkpoint's weights without loading them: for local files their
-    names, sizes and modification times (new weights at the same path change it); for a
-    hub revision the repository and revision. Per-step result caches key on it."""
+    names, sizes, modification times and a hash of their first and last 64 KiB (the
+    safetensors header, GGUF's tensor table: new weights at the same path change it, even
+    copied with their old time); for a hub revision the repository and revision.
+    Per-step result caches key on it; the weight fingerprint, computed when a checkpoint
+    is loaded, covers every byte."""
     src = Path(str(ckpt.source)).expanduser()
     if src.is_file():
         files = [src]
@@ -204,8 +220,27 @@ def checkpoint_signature(ckpt: Checkpoint) -> dict[str, Any]:
         "source": str(ckpt.source),
         "revision": ckpt.revision,
         "gguf_file": ckpt.gguf_file,
-        "files": [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.exists()],
+        "files": [
+            (f.name, f.stat().st_size, f.stat().st_mtime_ns, _ends_hash(f))
+            for f in files
+            if f.is_file()
+        ],
     }
+
+
+def _ends_hash(path: Path, n: int = 1 << 16) -> str:
+    """Hash of a file's first and last ``n`` bytes: cheap, and a rewrite changes it."""
+    h = hashlib.blake2b(digest_size=8)
+    try:
+        with open(path, "rb") as f:
+            h.update(f.read(n))
+            size = path.stat().st_size
+            if size > n:
+                f.seek(max(n, size - n))
+                h.update(f.read(n))
+    except OSError:
+        return "unreadable"
+    return h.hexdigest()
 
 
 def _has_weights(d: Path) -> bool:
@@ -408,6 +443,26 @@ def _check_gguf(c: Checkpoint) -> None:
         ) from None
 
 
+def _check_tokenizer_files(c: Checkpoint) -> None:
+    """A local checkpoint needs tokenizer files (its own, or the series' ``tokenizer``):
+    without them transformers builds an empty tokenizer and every perplexity is noise."""
+    if c.gguf_file:
+        return  # a GGUF file carries its tokenizer
+    tok = c.tokenizer
+    if tok is None:
+        if c.is_local and not _has_tokenizer(Path(c.source)):
+            raise BabelscopeError(
+                f"{c.label} has no tokenizer files ({', '.join(TOKENIZER_FILES[:3])}...): save "
+                "the tokenizer beside the weights, or give the series a 'tokenizer'"
+            )
+        return
+    p = Path(tok)
+    if p.exists() and not (p.is_dir() and _has_tokenizer(p)):
+        raise BabelscopeError(f"{c.label}: tokenizer '{tok}' holds no tokenizer files")
+    if not p.exists() and (c.is_local or not re.fullmatch(r"[\w.-]+/[\w.-]+", tok)):
+        raise BabelscopeError(f"{c.label}: tokenizer '{tok}' not found: fix the path")
+
+
 def check_series(series: CheckpointSeries) -> None:
     """Weights present (local), one architecture, one tokenizer — else a one-line error."""
     for c in series:
@@ -422,6 +477,7 @@ def check_series(series: CheckpointSeries) -> None:
                     f"{c.label} has no weights in {d} (no *.safetensors or pytorch_model*.bin): "
                     "save it with model.save_pretrained() or remove it from the series"
                 )
+        _check_tokenizer_files(c)
     if len(series) < 2:
         return
     _disagreement("architecture", {c.step: architecture_signature(_config(c)) for c in series})
@@ -438,6 +494,10 @@ def check_series(series: CheckpointSeries) -> None:
 # ---------------------------------------------------------------------------------------
 # Loading
 # ---------------------------------------------------------------------------------------
+
+
+class CheckpointUnreadable(BabelscopeError):
+    """The weights of a checkpoint cannot be read (torn, empty, garbage, refused)."""
 
 
 @dataclass
@@ -543,8 +603,14 @@ def load_checkpoint(ckpt: Checkpoint, dtype: str = "fp32", device: str = "cpu") 
     dev = resolve_device(device)
     try:
         model = AutoModelForCausalLM.from_pretrained(ckpt.source, **kw)
-    except (OSError, ValueError, KeyError, IndexError, struct.error) as e:
-        raise BabelscopeError(f"cannot load {ckpt.label}: {_first_line(e)}") from None
+    except BabelscopeError:
+        raise
+    except Exception as e:  # noqa: BLE001 - safetensors, torch, GGUF and HF errors alike
+        # A truncated, zero-byte or garbage weight file, a .bin refused by weights_only
+        # loading: the file is at fault, not babelscope. (inspect flags it as broken.)
+        raise CheckpointUnreadable(
+            f"cannot load {ckpt.label}: {type(e).__name__}: {_first_line(e)[:200]}"
+        ) from None
     model.to(dev).eval()
     family = family_of(model)
     return LoadedCheckpoint(

@@ -19,6 +19,9 @@ def register(app: typer.Typer) -> None:
         ),
         name: str = typer.Option(None, help="Run name (directory runs/<name>)."),
         out: Path = typer.Option(None, help="Run directory (overrides runs/<name>)."),
+        wait: bool = typer.Option(
+            False, "--wait", help="If another run holds the run directory, wait for it to end."
+        ),
     ) -> None:
         """Run the study end to end: data, pre-training, inspection, probes, experts,
         alignment, steering, report. Each stage is cached and resumes after an interruption."""
@@ -32,7 +35,7 @@ def register(app: typer.Typer) -> None:
             overrides["out"] = str(out)
         cfg = load_config(config, overrides=overrides)
         chosen = [s.strip() for s in stages.split(",") if s.strip()] if stages else None
-        run = run_study(cfg, stages=chosen, force=force)
+        run = run_study(cfg, stages=chosen, force=force, wait=wait)
         print_summary(run)
 
     @app.command("report")
@@ -43,7 +46,13 @@ def register(app: typer.Typer) -> None:
         from babelscope.errors import BabelscopeError
         from babelscope.report.html import render_report
 
+        from babelscope.rundir import MARKER
+
         if not run_dir.is_dir():
             raise BabelscopeError(f"no run directory at {run_dir}: run `babelscope run` first")
+        if not (run_dir / MARKER).is_file() and not (run_dir / ".stages").is_dir():
+            raise BabelscopeError(
+                f"{run_dir} is not a babelscope run directory: give the --out of a `babelscope run`"
+            )
         path = render_report(run_dir)
         typer.echo(str(path))

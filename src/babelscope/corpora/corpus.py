@@ -75,7 +75,14 @@ def load_corpus(data_dir: str | Path, languages: list[str] | None = None) -> pd.
         raise BabelscopeError(
             f"no corpus at {path}: run `babelscope data build --out {data_dir}` first"
         )
-    df = pd.read_parquet(path)
+    try:
+        df = pd.read_parquet(path)
+    except Exception as e:  # noqa: BLE001 - pyarrow's errors for a torn or foreign file vary
+        raise BabelscopeError(
+            f"{path} is not a readable Parquet file ({type(e).__name__}: "
+            f"{(str(e).splitlines() or [''])[0][:120]}): rebuild it with "
+            f"`babelscope data build --force --out {data_dir}`"
+        ) from None
     df = validate_corpus(df, where=str(path))
     if languages:
         have = set(df["lang"].unique())
@@ -97,8 +104,15 @@ def load_manifest(data_dir: str | Path) -> dict:
 
 
 def data_hash(data_dir: str | Path) -> str:
-    """Hash of the corpus recorded at build time (recomputed if absent)."""
-    meta = load_manifest(data_dir)
-    if meta.get("corpus_hash"):
-        return str(meta["corpus_hash"])
-    return corpus_hash(load_corpus(data_dir))
+    """Hash of the corpus file as it is now (not as a manifest remembers it): a corpus
+    replaced in place gets a new hash, so every result keyed on it is recomputed.
+    Cheap to ask again: see :func:`babelscope.io.content_hash`."""
+    from babelscope.io import content_hash
+
+    path = Path(data_dir) / CORPUS_FILE
+    try:
+        return content_hash(path)
+    except OSError as e:
+        raise BabelscopeError(
+            f"cannot read {path} ({e.strerror or e}): run `babelscope data build --out {data_dir}`"
+        ) from None
