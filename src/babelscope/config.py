@@ -48,11 +48,50 @@ class DataConfig(_Strict):
     user: Path | None = Field(
         None, description="The user's own text (JSONL/CSV/Parquet/TSV/HF dataset dir)"
     )
+    controls: list[str] | None = Field(
+        None,
+        description="Languages that get a ciphered control copy (eng adds eng~x; "
+        "docs/control-language.md); None: eng when it is among the languages and embedded "
+        "sources are read; [] for none",
+    )
+    control_symbols: Literal["keep", "cipher"] = Field(
+        "keep", description="Digits and punctuation of a control: keep (shared anchors) or cipher"
+    )
 
     @field_validator("languages")
     @classmethod
     def _langs(cls, v: list[str]) -> list[str]:
         return check_languages(v)
+
+    @field_validator("controls")
+    @classmethod
+    def _controls(cls, v: list[str] | None) -> list[str] | None:
+        if v is None or not v:
+            return v
+        from babelscope.languages import control_original
+
+        return check_languages([control_original(c.strip().lower()) or c for c in v])
+
+    @property
+    def control_originals(self) -> list[str]:
+        """The languages that get a control in this configuration."""
+        from babelscope.languages import control_original, default_controls
+
+        named = [o for o in map(control_original, self.languages) if o]
+        if self.controls is None:
+            asked = default_controls(self.languages) if self.sources else []
+        else:
+            asked = list(self.controls)
+        return list(dict.fromkeys([*asked, *named]))
+
+    @property
+    def all_languages(self) -> list[str]:
+        """The real languages and their controls (``eng~x``): every language analysed."""
+        from babelscope.languages import control_code, control_original
+
+        real = [lang for lang in self.languages if control_original(lang) is None]
+        return real + [control_code(o) for o in self.control_originals]
+
 
 
 class ModelConfig(_Strict):

