@@ -31,6 +31,7 @@ def _register() -> None:
         pretrain,
         probe,
         run,
+        similarity,
         steer,
     )
 
@@ -44,6 +45,7 @@ def _register() -> None:
     probe.register(app)
     experts.register(app)
     steer.register(app)
+    similarity.register(app)
     run.register(app)
     bench.register(app)
 
