@@ -227,3 +227,40 @@ def test_linear_all_units_span_the_layers_modules(tiny):
     iv = Intervention.random_units(model, 5, statistic="zero", kind="linear_all", seed=1)
     with iv.attach(model):
         pass
+
+
+def test_add_mode_shifts_units_by_their_value(tiny, tmp_path):
+    model, _ = tiny
+    points = hook_points(model, "mlp")
+    ids = torch.tensor([[2, 5, 9, 11]])
+    seen: dict[str, torch.Tensor] = {}
+
+    def grab(name):
+        def hook(module, args, output):
+            seen[name] = args[0].detach().clone()
+
+        return hook
+
+    def run(name, iv=None):
+        h = points[0].module.register_forward_hook(grab(name))
+        try:
+            if iv is None:
+                model(input_ids=ids)
+            else:
+                with iv.attach(model):
+                    model(input_ids=ids)
+        finally:
+            h.remove()
+
+    shift = Intervention([(0, 3, 1.5), (0, 8, -0.5)], mode="add")
+    run("plain")
+    run("shifted", shift)
+    diff = seen["shifted"] - seen["plain"]
+    assert torch.allclose(diff[..., 3], torch.full_like(diff[..., 3], 1.5), atol=1e-5)
+    assert torch.allclose(diff[..., 8], torch.full_like(diff[..., 8], -0.5), atol=1e-5)
+    others = [u for u in range(diff.shape[-1]) if u not in (3, 8)]
+    assert torch.allclose(diff[..., others], torch.zeros_like(diff[..., others]), atol=1e-6)
+    again = Intervention.load(shift.save(tmp_path / "shift.json"))
+    assert again.mode == "add" and again.units == shift.units
+    with pytest.raises(BabelscopeError, match="unknown forcing mode"):
+        Intervention([(0, 1, 1.0)], mode="mul")
