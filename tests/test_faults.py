@@ -235,6 +235,8 @@ CASES: list[tuple[str, Callable[[Box], list[str]], str]] = [
     ("concepts-truncated", lambda b: (_truncate(b.data / "concepts.parquet"),
                                       ["run", b.write('[experts]\nconcepts = ["water"]')])[1],
      "not a readable"),
+    ("concepts-garbage", lambda b: ((b.data / "concepts.parquet").write_bytes(b"PAR1junk"),
+                                    ["run", b.write()])[1], "not a readable"),
     ("data-stats-missing-corpus", lambda b: ["data", "stats", "--data", str(b.root / "nodata")],
      "no data directory"),
     # checkpoints

@@ -64,6 +64,8 @@ def _check_data(cfg: Any, force: bool) -> None:
                 f"`babelscope data build --out {d}` or set data.build = true"
             )
         have = _parquet_column(corpus, "lang")
+        if (d / CONCEPTS_FILE).is_file():  # read by experts and steer: torn means stop now
+            _parquet_column(d / CONCEPTS_FILE, "concept")
         # The real languages: cipher controls (eng~x) are the corpus builder's to check.
         lacking = [lang for lang in cfg.data.languages if lang not in have]
         if lacking:

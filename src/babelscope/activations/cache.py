@@ -144,11 +144,11 @@ def _consolidate(entry: Path, manifest: dict[str, Any], n_shards: int) -> None:
             raise BabelscopeError(
                 f"activation cache shard {entry / rec['file']} changed while in use: run again"
             )
-    with np.load(entry / shards[0]["file"]) as z:
+    with np.load(entry / shards[0]["file"], allow_pickle=False) as z:
         names = {n: (z[n].dtype, z[n].shape[1:]) for n in z.files}
     sizes = {n: 0 for n in names}
     for rec in shards:
-        with np.load(entry / rec["file"]) as z:
+        with np.load(entry / rec["file"], allow_pickle=False) as z:
             for n in names:
                 sizes[n] += z[n].shape[0]
     files: dict[str, Any] = {}
@@ -158,7 +158,7 @@ def _consolidate(entry: Path, manifest: dict[str, Any], n_shards: int) -> None:
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(sizes[name], *tail))
             row = 0
             for rec in shards:
-                with np.load(entry / rec["file"]) as z:
+                with np.load(entry / rec["file"], allow_pickle=False) as z:
                     part = z[name]
                 out[row : row + len(part)] = part
                 row += len(part)
@@ -172,9 +172,18 @@ def _consolidate(entry: Path, manifest: dict[str, Any], n_shards: int) -> None:
 
 
 def _open(entry: Path, manifest: dict[str, Any]) -> dict[str, np.ndarray]:
-    return {
-        name: np.load(entry / rec["file"], mmap_mode="r") for name, rec in manifest["files"].items()
-    }
+    """Memory-map the entry's arrays. Plain numeric arrays only: ``np.load`` refuses object
+    arrays (pickles) unless asked, and a file that is not a plain array is an error."""
+    try:
+        return {
+            name: np.load(entry / rec["file"], mmap_mode="r", allow_pickle=False)
+            for name, rec in manifest["files"].items()
+        }
+    except (ValueError, OSError) as e:
+        raise BabelscopeError(
+            f"activation cache entry {entry} holds a file that is not a plain array "
+            f"({type(e).__name__}: {str(e)[:120]}): delete {entry} and run again"
+        ) from None
 
 
 def _key_fields(
