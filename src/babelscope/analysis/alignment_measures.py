@@ -34,8 +34,7 @@ PAIR_MEASURES = ("overlap", "jaccard", "transfer_ap")
 MEASURES = ("overlap", "jaccard", "transfer_ap", "self_ap", "crosslingual")
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
-def _topk_kernel(values, lo, hi, k, out):  # pragma: no cover - compiled
+def _topk_kernel_py(values, lo, hi, k, out):  # pragma: no cover - compiled
     # Per row: indices (relative to lo) of the k largest values in [lo, hi); ties keep the
     # lower index (strict >), NaN never enters.
     n_rows = values.shape[0]
@@ -64,6 +63,13 @@ def _topk_kernel(values, lo, hi, k, out):  # pragma: no cover - compiled
             out[r, j] = best_i[j]
 
 
+# Two builds: threads pay off on large inputs; on small ones (and on a busy machine) the
+# start of a parallel region costs more than the work.
+_topk_kernel = numba.njit(parallel=True, cache=True, nogil=True)(_topk_kernel_py)
+_topk_kernel_serial = numba.njit(cache=True, nogil=True)(_topk_kernel_py)
+PARALLEL_FROM = 1 << 20  # elements of work
+
+
 def topk(values: np.ndarray, k: int, lo: int = 0, hi: int | None = None) -> np.ndarray:
     """Indices (relative to ``lo``) of the top ``k`` of ``values[..., lo:hi]``, ties by lower
     index; rows with fewer than ``k`` finite values are padded with -1."""
@@ -71,7 +77,8 @@ def topk(values: np.ndarray, k: int, lo: int = 0, hi: int | None = None) -> np.n
     shape = v.shape[:-1]
     flat = v.reshape(-1, v.shape[-1])
     out = np.empty((flat.shape[0], k), dtype=np.int64)
-    _topk_kernel(flat, int(lo), int(v.shape[-1] if hi is None else hi), int(k), out)
+    kernel = _topk_kernel if flat.shape[0] * v.shape[-1] >= PARALLEL_FROM else _topk_kernel_serial
+    kernel(flat, int(lo), int(v.shape[-1] if hi is None else hi), int(k), out)
     return out.reshape(*shape, k)
 
 

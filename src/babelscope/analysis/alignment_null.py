@@ -79,9 +79,7 @@ def make_plan(
         # permuted labels keep every concept's positives per half (the null conditions on it).
         st = np.char.add(np.asarray(half).astype(str), strata(p.sources, p.texts, n_bins))
         perms.append(
-            np.stack([stratified_permutation(st, rng) for _ in range(permutations)]).astype(
-                np.int32
-            )
+            stratified_permutation(st, rng, permutations).astype(np.int32)
             if permutations
             else np.zeros((0, len(p.ids)), dtype=np.int32)
         )

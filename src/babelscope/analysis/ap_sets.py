@@ -23,8 +23,7 @@ import numpy as np
 from babelscope.analysis.average_precision import _check_scores, _n_ge_all
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
-def _ap_kernel(n_ge, inv, pos_flat, pos_start, out):  # pragma: no cover - compiled
+def _ap_kernel_py(n_ge, inv, pos_flat, pos_start, out):  # pragma: no cover - compiled
     n_units = n_ge.shape[0]
     n_sets = pos_start.shape[0] - 1
     max_p = 1
@@ -57,6 +56,13 @@ def _ap_kernel(n_ge, inv, pos_flat, pos_start, out):  # pragma: no cover - compi
             out[u, s] = acc / p
 
 
+# Two builds: threads pay off on large inputs; on small ones (and on a busy machine) the
+# start of a parallel region costs more than the work.
+_ap_kernel = numba.njit(parallel=True, cache=True, nogil=True)(_ap_kernel_py)
+_ap_kernel_serial = numba.njit(cache=True, nogil=True)(_ap_kernel_py)
+PARALLEL_FROM = 1 << 20  # elements of work
+
+
 def ranks(scores: np.ndarray) -> np.ndarray:
     """``N_ge`` of every (sentence, unit) as a ``(units, sentences)`` int32 array."""
     x = _check_scores(scores)
@@ -85,7 +91,8 @@ def ap_of_sets(n_ge: np.ndarray, positives: Sequence[np.ndarray] | np.ndarray) -
     out = np.empty((n_ge.shape[0], len(sets)), dtype=np.float32)
     if len(sets):
         g = np.ascontiguousarray(n_ge, dtype=np.int32)
-        _ap_kernel(g, 1.0 / g, flat, start, out)
+        kernel = _ap_kernel if len(sets) * g.shape[0] * 16 >= PARALLEL_FROM else _ap_kernel_serial
+        kernel(g, 1.0 / g, flat, start, out)
     return out.T
 
 

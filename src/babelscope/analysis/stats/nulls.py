@@ -50,8 +50,11 @@ def length_bins(lengths: Sequence[float] | np.ndarray, n_bins: int = 4) -> np.nd
     return np.searchsorted(edges, x, side="right").astype(np.int64)
 
 
-def stratified_permutation(strata: Sequence | np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A permutation of ``range(n)`` that moves items only within their stratum.
+def stratified_permutation(
+    strata: Sequence | np.ndarray, rng: np.random.Generator, n_perm: int | None = None
+) -> np.ndarray:
+    """A permutation of ``range(n)`` that moves items only within their stratum
+    (``n_perm`` of them as an ``(n_perm, n)`` array when given).
 
     ``labels[perm]`` permutes labels within each stratum (e.g. source x length bin), so
     the null keeps how positives are spread over those strata: a unit that detects the
@@ -59,15 +62,17 @@ def stratified_permutation(strata: Sequence | np.ndarray, rng: np.random.Generat
     """
     s = np.asarray(strata)
     n = len(s)
-    perm = np.arange(n)
-    if n == 0:
-        return perm
-    _, inv = np.unique(s, return_inverse=True)
-    order = np.argsort(inv, kind="stable")
-    bounds = np.flatnonzero(np.diff(inv[order])) + 1
-    for grp in np.split(order, bounds):
-        perm[grp] = grp[rng.permutation(len(grp))]
-    return perm
+    reps = 1 if n_perm is None else n_perm
+    out = np.tile(np.arange(n), (reps, 1))
+    if n:
+        _, inv = np.unique(s, return_inverse=True)
+        order = np.argsort(inv, kind="stable")
+        bounds = np.flatnonzero(np.diff(inv[order])) + 1
+        groups = [g for g in np.split(order, bounds) if len(g) > 1]
+        for r in range(reps):
+            for grp in groups:
+                out[r, grp] = grp[rng.permutation(len(grp))]
+    return out[0] if n_perm is None else out
 
 
 def permutation_pvalue(
