@@ -75,3 +75,11 @@ def test_dose_table_cells():
     assert t.loc[t["condition"] == "experts", "spa output"].iloc[0].startswith("60% [")
     assert list(t["condition"]) == ["none", "experts", "random"]
     assert np.all(t["loss/token"] == "4.00")
+
+
+def test_markdown():
+    from babelscope.analysis.steering import markdown
+
+    md = markdown(dose_table(table())).splitlines()
+    assert md[0].startswith("| step | condition | K |") and md[1].startswith("|---|")
+    assert len(md) == 2 + 3

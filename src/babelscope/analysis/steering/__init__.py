@@ -37,6 +37,7 @@ from babelscope.analysis.steering.stage import (
 from babelscope.analysis.steering.summary import (
     dose_response,
     dose_table,
+    markdown,
     paired_tests,
     summarize,
 )
@@ -44,7 +45,7 @@ from babelscope.analysis.steering.summary import (
 __all__ = [
     "BASELINES", "COLUMNS", "CONDITIONS", "CONDITION_LABELS", "EMBEDDED_DEFAULTS", "RESULT_FILE",
     "STATISTICS", "SteerSettings", "check_context", "choose_concepts", "dose_response",
-    "dose_table", "generate_texts", "judge_outputs", "paired_tests", "run_steering",
+    "dose_table", "generate_texts", "judge_outputs", "markdown", "paired_tests", "run_steering",
     "sample_next", "sample_tokens", "spread", "start_ids", "steer_checkpoint", "summarize",
     "token_losses",
 ]  # fmt: skip

@@ -142,3 +142,11 @@ def summarize(df: pd.DataFrame, top: int = 4) -> pd.DataFrame:
             "languages": ", ".join(f"{lang} {s:.0%}" for lang, s in share.items()),
         })  # fmt: skip
     return pd.DataFrame(rows, columns=cols)
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """``table`` as a Markdown pipe table (for docs/results.md; no extra dependency)."""
+    head = "| " + " | ".join(map(str, table.columns)) + " |"
+    rule = "|" + "---|" * len(table.columns)
+    body = ["| " + " | ".join(map(str, row)) + " |" for row in table.itertuples(index=False)]
+    return "\n".join([head, rule, *body])
