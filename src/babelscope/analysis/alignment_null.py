@@ -122,13 +122,13 @@ def null_step(
 ) -> dict[str, np.ndarray]:
     """Null values of every measure for one checkpoint.
 
-    ``ranks[i]`` are the ``N_ge`` arrays (units, sentences of the half) of language i's two
+    ``ranks[i]`` are the ``N_ge`` arrays (sentences of the half, units) of language i's two
     halves. Returns ``values`` (R, scopes, measures) and ``pairs`` (R, scopes,
     pair measures, L, L).
     """
     from babelscope.progress import track
 
-    n_units = ranks[0][0].shape[0]
+    n_units = ranks[0][0].shape[1]
     n_r = plan.n_perm
     values = np.full((n_r, len(scopes), len(MEASURES)), np.nan)
     pairs = np.full(

@@ -9,8 +9,8 @@ positives' ``N_ge`` (see :mod:`babelscope.analysis.average_precision`)::
     AP = 1/P * sum over positives j of TP_ge(j) / N_ge(j),   TP_ge(j) = #{positives i: N_ge(i) <= N_ge(j)}
 
 which is exactly ``sklearn.metrics.average_precision_score`` with ties. The kernel is
-compiled with numba: per unit, gather the P positives' ``N_ge`` (a row in L1 cache) and
-count ``TP_ge`` pairwise (P is small); units run in parallel.
+compiled with numba: per label set, the positives' rows of ``N_ge`` (contiguous over
+units) are compared pairwise (P is small), vectorised over units; sets run in parallel.
 """
 
 from __future__ import annotations
@@ -24,36 +24,32 @@ from babelscope.analysis.average_precision import _check_scores, _n_ge_all
 
 
 def _ap_kernel_py(n_ge, inv, pos_flat, pos_start, out):  # pragma: no cover - compiled
-    n_units = n_ge.shape[0]
+    # n_ge, inv: (sentences, units). Per set, the positives' rows are contiguous over
+    # units, so every inner loop runs over units and is vectorised (SIMD).
+    n_units = n_ge.shape[1]
     n_sets = pos_start.shape[0] - 1
-    max_p = 1
-    for s in range(n_sets):
-        max_p = max(max_p, pos_start[s + 1] - pos_start[s])
-    for u in numba.prange(n_units):
-        row = n_ge[u]
-        irow = inv[u]
-        buf = np.empty(max_p, np.int32)
-        ibuf = np.empty(max_p, np.float64)
-        for s in range(n_sets):
-            a = pos_start[s]
-            p = pos_start[s + 1] - a
-            if p == 0:
-                out[u, s] = np.nan
-                continue
-            for i in range(p):
-                k = pos_flat[a + i]
-                buf[i] = row[k]
-                ibuf[i] = irow[k]
-            # TP_ge(j) by counting (branch-free, vectorised by LLVM): faster than sorting
-            # for the small P of a concept pool; ties count each other, as sklearn does.
-            acc = 0.0
-            for j in range(p):
-                gj = buf[j]
-                c = np.int32(0)
-                for i in range(p):
-                    c += np.int32(buf[i] <= gj)
-                acc += c * ibuf[j]
-            out[u, s] = acc / p
+    for s in numba.prange(n_sets):
+        a = pos_start[s]
+        p = pos_start[s + 1] - a
+        if p == 0:
+            for u in range(n_units):
+                out[s, u] = np.nan
+            continue
+        acc = np.zeros(n_units, np.float64)
+        cnt = np.empty(n_units, np.int32)
+        for j in range(p):
+            gj = n_ge[pos_flat[a + j]]
+            for u in range(n_units):
+                cnt[u] = 0
+            for i in range(p):  # TP_ge(j): positives ranked at or above j (ties count)
+                gi = n_ge[pos_flat[a + i]]
+                for u in range(n_units):
+                    cnt[u] += gi[u] <= gj[u]
+            ij = inv[pos_flat[a + j]]
+            for u in range(n_units):
+                acc[u] += cnt[u] * ij[u]
+        for u in range(n_units):
+            out[s, u] = acc[u] / p
 
 
 # Two builds: threads pay off on large inputs; on small ones (and on a busy machine) the
@@ -64,36 +60,36 @@ PARALLEL_FROM = 1 << 20  # elements of work
 
 
 def ranks(scores: np.ndarray) -> np.ndarray:
-    """``N_ge`` of every (sentence, unit) as a ``(units, sentences)`` int32 array."""
+    """``N_ge`` of every (sentence, unit): a ``(sentences, units)`` int32 array."""
     x = _check_scores(scores)
-    return _n_ge_all(np.ascontiguousarray(x.T))
+    return np.ascontiguousarray(_n_ge_all(np.ascontiguousarray(x.T)).T)
 
 
 def ap_of_sets(n_ge: np.ndarray, positives: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
     """AP of every unit for each positive set: ``(n_sets, units)`` float32.
 
     ``n_ge`` from :func:`ranks`; ``positives`` is a list of index arrays into the
-    sentences, or a boolean ``(n_sets, sentences)`` / ``(sentences, n_sets)``-free matrix
-    given as rows. A set without positives gives NaN.
+    sentences, or a boolean ``(n_sets, sentences)`` matrix. A set without positives
+    gives NaN.
     """
     if isinstance(positives, np.ndarray) and positives.dtype == np.bool_:
         sets = [np.flatnonzero(row) for row in positives]
     else:
         sets = [np.asarray(p, dtype=np.int64) for p in positives]
-    n_sent = n_ge.shape[1]
+    n_sent = n_ge.shape[0]
     for p in sets:
         if len(p) and (p.min() < 0 or p.max() >= n_sent):
             raise ValueError("ap_of_sets: a positive index is out of range")
     start = np.zeros(len(sets) + 1, dtype=np.int64)
     start[1:] = np.cumsum([len(p) for p in sets])
     flat = np.concatenate(sets).astype(np.int64) if sets else np.zeros(0, dtype=np.int64)
-    # (units, sets) while computing: each unit's results are written contiguously.
-    out = np.empty((n_ge.shape[0], len(sets)), dtype=np.float32)
+    out = np.empty((len(sets), n_ge.shape[1]), dtype=np.float32)
     if len(sets):
         g = np.ascontiguousarray(n_ge, dtype=np.int32)
-        kernel = _ap_kernel if len(sets) * g.shape[0] * 16 >= PARALLEL_FROM else _ap_kernel_serial
-        kernel(g, 1.0 / g, flat, start, out)
-    return out.T
+        inv = 1.0 / g  # float64: the sum is exact to float32 storage
+        kernel = _ap_kernel if len(sets) * g.shape[1] * 16 >= PARALLEL_FROM else _ap_kernel_serial
+        kernel(g, inv, flat, start, out)
+    return out
 
 
 def ap_of_labels(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
