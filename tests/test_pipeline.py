@@ -48,6 +48,10 @@ sentences_per_language = 6
 tokens_per_language = 24
 seeds = [0, 1]
 n_jobs = 1
+[similarity]
+items = 8
+n_permutations = 20
+n_boot = 100
 [experts]
 min_positives = 1
 top_k_store = 8
@@ -78,11 +82,13 @@ def test_run_directory_layout(finished_run):
         "config.toml", "checkpoints.json", "provenance.json", "report.html",
         "results/probe.parquet", "results/experts.parquet",
         "results/alignment.parquet", "results/steering.parquet",
+        "results/similarity.parquet", "results/similarity_lens.parquet",
     ):  # fmt: skip
         assert (d / rel).exists(), rel
     assert list((d / "figures").glob("probe*.png")) and list((d / "figures").glob("probe*.svg"))
     assert list((d / "figures").glob("alignment*.png"))
     assert list((d / "figures").glob("steering*.png"))
+    assert (d / "figures" / "representations_heatmap.png").exists()
     prov = json.loads((d / "provenance.json").read_text())
     assert prov["data_hash"] and set(map(int, prov["fingerprints"])) == {0, 1, 2}
     probe = pd.read_parquet(d / "results" / "probe.parquet")

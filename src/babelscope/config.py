@@ -116,6 +116,7 @@ STAGES: tuple[str, ...] = (
     "pretrain",
     "inspect",
     "probe",
+    "similarity",
     "experts",
     "align",
     "steer",
@@ -127,6 +128,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "pretrain": ("data",),
     "inspect": ("data", "pretrain"),
     "probe": ("inspect",),
+    "similarity": ("inspect",),
     "experts": ("inspect",),
     "align": ("experts",),
     "steer": ("experts",),
@@ -150,6 +152,9 @@ class RunConfig(_Strict):
     probe: _settings("babelscope.analysis.probe", "ProbeSettings") = _section(  # type: ignore[valid-type]
         "babelscope.analysis.probe", "ProbeSettings"
     )
+    similarity: _settings(  # type: ignore[valid-type]
+        "babelscope.analysis.representations.stage", "SimilaritySettings"
+    ) = _section("babelscope.analysis.representations.stage", "SimilaritySettings")
     experts: _settings("babelscope.analysis.experts", "ExpertSettings") = _section(  # type: ignore[valid-type]
         "babelscope.analysis.experts", "ExpertSettings"
     )

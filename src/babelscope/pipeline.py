@@ -1,7 +1,7 @@
 """``babelscope run``: the whole study as stages, each cached by what produced it.
 
-Stages run in order: data -> pretrain -> inspect -> probe -> experts -> align -> steer
--> report. A stage is skipped when its record in ``<run>/.stages/<stage>.json`` holds
+Stages run in order: data -> pretrain -> inspect -> probe -> similarity -> experts ->
+align -> steer -> report. A stage is skipped when its record in ``<run>/.stages/<stage>.json`` holds
 the same key (a hash of its settings and of the keys of what it reads) and its outputs
 are there; inside a stage, finished work (checkpoints, per-step results, activation
 shards) is kept, so an interrupted run resumes. ``force`` redoes the chosen stages.
@@ -202,6 +202,19 @@ def stage_probe(run: Run) -> dict[str, Any]:
     return {"rows": len(df)}
 
 
+def stage_similarity(run: Run) -> dict[str, Any]:
+    """Representations: translation retrieval, CKA, margin and the logit lens per layer."""
+    from babelscope.analysis.representations.stage import run_similarity
+    from babelscope.report.figures.representations import plot_representations
+
+    df, _ = run_similarity(
+        _usable_series(run), run.cfg.data_dir, run.dir, _scoped(run, run.cfg.similarity),
+        device=run.device, dtype=run.cfg.model.dtype,
+    )  # fmt: skip
+    plot_representations(run.dir)
+    return {"rows": len(df)}
+
+
 def _scoped(run: Run, settings: Any) -> Any:
     """``settings`` with ``languages`` limited to the configuration's languages when it
     names none: data.languages restricts every stage, not only inspect (a corpus with more
@@ -272,6 +285,7 @@ STAGE_FUNCS: dict[str, Callable[[Run], dict[str, Any]]] = {
     "pretrain": stage_pretrain,
     "inspect": stage_inspect,
     "probe": stage_probe,
+    "similarity": stage_similarity,
     "experts": stage_experts,
     "align": stage_align,
     "steer": stage_steer,
@@ -282,6 +296,7 @@ _STAGE_SETTINGS: dict[str, Callable[[RunConfig], Any]] = {
     "data": lambda c: c.data.model_dump(mode="json") | {"dir": str(c.data_dir)},
     "pretrain": lambda c: [c.model.series, _pretrain_settings(c)],
     "inspect": lambda c: [c.model.series, c.model.include_flagged, c.model.dtype, _series_files(c)],
+    "similarity": lambda c: c.similarity.model_dump(mode="json"),
     "probe": lambda c: c.probe.model_dump(mode="json"),
     "experts": lambda c: c.experts.model_dump(mode="json"),
     "align": lambda c: c.align.model_dump(mode="json"),
@@ -317,11 +332,11 @@ def _series_files(cfg: RunConfig) -> Any:
 def _key(run: Run, stage: str) -> str:
     upstream = {s: run.keys.get(s) for s in _closure(stage) if s != stage}
     extra: Any = None
-    if stage in ("probe", "experts", "steer", "inspect") and "data" in run.notes:
+    if stage in ("probe", "similarity", "experts", "steer", "inspect") and "data" in run.notes:
         extra = run.notes["data"].get("data_hash")
         if stage in ("experts", "steer"):
             extra = [extra, run.notes["data"].get("labels_hash")]
-    if stage in ("probe", "experts", "steer") and "inspect" in run.notes:
+    if stage in ("probe", "similarity", "experts", "steer") and "inspect" in run.notes:
         extra = [
             extra,
             run.notes["inspect"].get("fingerprints"),
@@ -458,6 +473,7 @@ def _current(run: Run, stage: str, rec: dict[str, Any]) -> bool:
 _RESULT_FILES: dict[str, str] = {
     "inspect": "checkpoints.json",
     "probe": "results/probe.parquet",
+    "similarity": "results/similarity.parquet",
     "experts": "results/experts.parquet",
     "align": "results/alignment.parquet",
 }
@@ -474,6 +490,7 @@ def _clear_for_force(run: Run, stage: str) -> None:
 
     dirs = {
         "probe": [run.results / PARTIAL_DIR],
+        "similarity": [run.results / ".similarity"],
         "experts": [run.results / AP_DIR],
         "steer": [run.cache / "steering"],
     }
@@ -549,6 +566,9 @@ def headline(run_dir: Path) -> dict[str, Any]:
             "middle_acc_last": float(acc.loc[last, mid].mean()),
             "last_layer_acc_last": float(acc.loc[last, layers[-1]]),
         }
+    p = res / "similarity.parquet"
+    if p.exists():
+        out["similarity"] = similarity_headline(pd.read_parquet(p))
     p = res / "alignment.parquet"
     if p.exists():
         df = pd.read_parquet(p)
@@ -584,6 +604,29 @@ def headline(run_dir: Path) -> dict[str, Any]:
     return out
 
 
+def similarity_headline(df: Any) -> dict[str, Any]:
+    """Retrieval (raw, centred), CKA and the lens's own-language share at the first and last
+    checkpoint, each at the layer where the last checkpoint's value is highest."""
+    if df.empty:
+        return {}
+    first, last = int(df["step"].min()), int(df["step"].max())
+    measures: dict[str, Any] = {}
+    for m in ("retrieval", "retrieval_centred", "cka", "lens_own"):
+        g = df[df["measure"] == m]
+        if g.empty:
+            continue
+        at_last = g[g["step"] == last].set_index("layer")
+        layer = int(at_last["value"].idxmax())
+        row = g[(g["layer"] == layer) & (g["step"] == first)]
+        measures[m] = {
+            "layer": layer,
+            "first": float(row["value"].iloc[0]) if len(row) else float("nan"),
+            "last": float(at_last.loc[layer, "value"]),
+            "chance": float(at_last.loc[layer, "null_mean" if m == "cka" else "chance"]),
+        }
+    return {"first_step": first, "last_step": last, "measures": measures}
+
+
 def print_summary(run: Run) -> None:
     """A short summary at the end of a run: the report, headline numbers, flags."""
     from rich.table import Table
@@ -603,6 +646,13 @@ def print_summary(run: Run) -> None:
             f"{p['first_step']} -> {p['middle_acc_last']:.3f} at step {p['last_step']} "
             f"(last layer {p['last_layer_acc_last']:.3f}; chance {p['chance']:.3f})"
         )
+    if h.get("similarity"):
+        s = h["similarity"]
+        console.print(
+            f"representations, step {s['first_step']} -> {s['last_step']} (best layer): "
+            + "; ".join(f"{m} {v['first']:.3f} -> {v['last']:.3f} (ref {v['chance']:.3f})"
+                        for m, v in s["measures"].items())
+        )  # fmt: skip
     if "alignment" in h:
         t = Table(
             title=f"alignment, whole model, step {h['alignment_steps'][0]} -> {h['alignment_steps'][1]}"
