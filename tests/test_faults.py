@@ -224,6 +224,8 @@ CASES: list[tuple[str, Callable[[Box], list[str]], str]] = [
         (b.data / "mine.txt").write_text("keep me"),
         ["run", b.write("[data]\nbuild = true"), "--force"])[1], "did not write"),
     ("report-on-non-run-dir", lambda b: ["report", str(b.data)], "not a babelscope run directory"),
+    ("report-torn-result", lambda b: (_torn_run(b.run), ["report", str(b.run)])[1],
+     "a result file is damaged"),
     ("report-missing-dir", lambda b: ["report", str(b.root / "nope")], "no run directory"),
     # data
     ("corpus-truncated", lambda b: (_truncate(b.data / "corpus.parquet"), ["run", b.write()])[1],
@@ -276,6 +278,17 @@ def _raw(box: Box, content: str | bytes, name: str = "raw.toml") -> str:
     else:
         p.write_text(content)
     return str(p)
+
+
+def _torn_run(run: Path) -> None:
+    """A run directory (babelscope's) whose probe result was cut short."""
+    import pandas as pd
+
+    (run / "results").mkdir(parents=True)
+    (run / ".babelscope-run").write_text("{}")
+    p = run / "results" / "probe.parquet"
+    pd.DataFrame({"step": [0, 1], "layer": [0, 0], "accuracy": [0.5, 0.6]}).to_parquet(p)
+    _truncate(p)
 
 
 def _drop_column(path: Path, column: str) -> None:

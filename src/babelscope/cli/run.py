@@ -45,7 +45,6 @@ def register(app: typer.Typer) -> None:
         """(Re-)render the self-contained HTML report of a run directory."""
         from babelscope.errors import BabelscopeError
         from babelscope.report.html import render_report
-
         from babelscope.rundir import MARKER
 
         if not run_dir.is_dir():
@@ -54,5 +53,14 @@ def register(app: typer.Typer) -> None:
             raise BabelscopeError(
                 f"{run_dir} is not a babelscope run directory: give the --out of a `babelscope run`"
             )
-        path = render_report(run_dir)
+        import pyarrow as pa
+
+        try:
+            path = render_report(run_dir)
+        except (ValueError, OSError, pa.ArrowException) as e:  # a torn or foreign result file
+            first = (str(e).splitlines() or [type(e).__name__])[0][:160]
+            raise BabelscopeError(
+                f"cannot render the report of {run_dir}: a result file is damaged ({first}); "
+                "run `babelscope run` again to recompute it"
+            ) from None
         typer.echo(str(path))
