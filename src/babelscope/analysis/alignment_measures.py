@@ -96,10 +96,27 @@ class ScopeResult:
 
 def _gather(arr_lcu: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """``arr[b, c, idx[a, c, j]]`` as ``(a, c, j, b)`` for ``arr`` (L, C, U), ``idx`` (L, C, K)."""
-    t = np.ascontiguousarray(arr_lcu.transpose(1, 2, 0))  # (C, U, L)
-    safe = np.maximum(idx, 0)
-    g = t[np.arange(idx.shape[1])[None, :, None], safe]
+    n_l, n_c = arr_lcu.shape[:2]
+    g = arr_lcu[
+        np.arange(n_l)[None, None, None, :],
+        np.arange(n_c)[None, :, None, None],
+        np.maximum(idx, 0)[..., None],
+    ]
     return np.where((idx >= 0)[..., None], g, 0)
+
+
+def _members(idx: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """(L, C, U) uint8 membership of the top-K sets ``idx`` (-1 entries are no member)."""
+    m = np.zeros(shape, dtype=np.uint8)
+    np.put_along_axis(m, np.maximum(idx, 0), (idx >= 0).astype(np.uint8), -1)
+    return m
+
+
+def _counts(idx: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """(C, U): in how many languages' top-K sets each unit is, per concept."""
+    n_c, n_u = shape[1], shape[2]
+    flat = (np.arange(n_c)[None, :, None] * n_u + idx)[idx >= 0]
+    return np.bincount(flat, minlength=n_c * n_u).reshape(n_c, n_u)
 
 
 def _mean(x: np.ndarray, mask: np.ndarray) -> float:
@@ -122,19 +139,17 @@ def scope_measures(
     a0 = ap0[..., lo:hi]
     a1 = ap1[..., lo:hi]
     n_l, n_c, _ = a0.shape
-    present = np.isfinite(a0).any(-1) & np.isfinite(a1).any(-1)  # (L, C)
+    # AP is NaN for every unit or none (a concept without positives in a half)
+    present = np.isfinite(a0[..., 0]) & np.isfinite(a1[..., 0])  # (L, C)
     idx0, idx1 = topk(ap0, k, lo, hi), topk(ap1, k, lo, hi)
     idx0[~present], idx1[~present] = -1, -1
-    m0 = np.zeros(a0.shape, dtype=np.float32)
-    m1 = np.zeros(a1.shape, dtype=np.float32)
-    np.put_along_axis(m0, np.maximum(idx0, 0), (idx0 >= 0).astype(np.float32), -1)
-    np.put_along_axis(m1, np.maximum(idx1, 0), (idx1 >= 0).astype(np.float32), -1)
-    z0, z1 = np.nan_to_num(a0, nan=0.0), np.nan_to_num(a1, nan=0.0)
+    m0, m1 = _members(idx0, a0.shape), _members(idx1, a1.shape)
 
-    i01 = _gather(m1, idx0).sum(2)  # (a, c, b): |E0(c,a) ∩ E1(c,b)|
-    i10 = _gather(m0, idx1).sum(2)  # |E1(c,a) ∩ E0(c,b)|
-    t01 = _gather(z1, idx0).sum(2) / k  # mean AP1 on b of E0(c, a)
-    t10 = _gather(z0, idx1).sum(2) / k
+    i01 = _gather(m1, idx0).sum(2, dtype=np.float64)  # (a, c, b): |E0(c,a) ∩ E1(c,b)|
+    i10 = _gather(m0, idx1).sum(2, dtype=np.float64)  # |E1(c,a) ∩ E0(c,b)|
+    # absent concepts are NaN rows: zero what was gathered from them (masked below anyway)
+    t01 = np.nan_to_num(_gather(a1, idx0)).sum(2, dtype=np.float64) / k  # mean AP1 on b of E0(c, a)
+    t10 = np.nan_to_num(_gather(a0, idx1)).sum(2, dtype=np.float64) / k
     both = present[:, :, None] & present.T[None, :, :]  # (a, c, b)
     overlap = (i01 + i10) / (2 * k)
     jaccard = (i01 / (2 * k - i01) + i10 / (2 * k - i10)) / 2
@@ -150,7 +165,7 @@ def scope_measures(
     # cross-lingual: per concept scored in >= m languages, units in >= m languages' sets
     n_present = present.sum(0)
     cl_ok = n_present >= m
-    cl = ((m0.sum(0) >= m).sum(-1) + (m1.sum(0) >= m).sum(-1)) / 2  # (C,)
+    cl = ((_counts(idx0, a0.shape) >= m).sum(-1) + (_counts(idx1, a1.shape) >= m).sum(-1)) / 2
     value["crosslingual"] = float(cl[cl_ok].mean()) if cl_ok.any() else float("nan")
 
     pairs = {}
@@ -161,6 +176,8 @@ def scope_measures(
             pairs[name] = np.where(den > 0, num / np.maximum(den, 1), np.nan)
     dc: dict[str, float] = {}
     if diffconcept:
+        z0 = np.where(present[..., None], a0, np.float32(0))
+        z1 = np.where(present[..., None], a1, np.float32(0))
         dc = _diffconcept(m0, m1, z0, z1, idx0, idx1, i01, i10, t01, t10, present, masks, k, m)
     res = ScopeResult(value=value, diffconcept=dc, pairs=pairs)
     if items:
@@ -176,7 +193,8 @@ def _diffconcept(m0, m1, z0, z1, idx0, idx1, i01, i10, t01, t10, present, masks,
     n_l, n_c, _ = m0.shape
     pm = present[:, :, None].astype(np.float32)
     # sums over the concepts scored in b, as (L, 1, U) so _gather can read them per b
-    s0, s1 = (m0 * pm).sum(1, keepdims=True), (m1 * pm).sum(1, keepdims=True)
+    s0 = (m0 * pm).sum(1, keepdims=True, dtype=np.float64)
+    s1 = (m1 * pm).sum(1, keepdims=True, dtype=np.float64)
     a0, a1 = (z0 * pm).sum(1, keepdims=True), (z1 * pm).sum(1, keepdims=True)
 
     def others(total: np.ndarray, idx: np.ndarray, same: np.ndarray) -> np.ndarray:
@@ -198,7 +216,7 @@ def _diffconcept(m0, m1, z0, z1, idx0, idx1, i01, i10, t01, t10, present, masks,
     shift = (np.arange(n_c)[None, :] + np.arange(n_l)[:, None]) % n_c  # (L, C)
     rows = np.arange(n_l)[:, None]
     ok = present[rows, shift]
-    cnt = [(mh[rows, shift] * ok[:, :, None]).sum(0) for mh in (m0, m1)]
+    cnt = [(mh[rows, shift] * ok[:, :, None]).sum(0, dtype=np.int64) for mh in (m0, m1)]
     cl = ((cnt[0] >= m).sum(-1) + (cnt[1] >= m).sum(-1)) / 2
     valid = ok.sum(0) >= m
     out["crosslingual"] = float(cl[valid].mean()) if valid.any() else float("nan")
