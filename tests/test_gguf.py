@@ -117,6 +117,17 @@ def test_the_gguf_example_config_is_a_list_resolve_series_accepts(tmp_path, gguf
     (tmp_path / "examples").mkdir()
     example = tmp_path / "examples" / "gguf.toml"
     shutil.copy(REPO / "examples" / "gguf.toml", example)
+    # The files must exist where it points: a missing local path is "not found" at once.
+    with pytest.raises(BabelscopeError, match="not found"):
+        load_config(example)
+    import tomllib
+
+    raw = tomllib.loads(example.read_text())["model"]["series"]
+    root, _, _ = gguf_series
+    for e, src in zip(raw, ("step-100.gguf", "step-200.gguf"), strict=True):
+        dest = example.parent / e["gguf"]
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(root / src, dest)
     cfg = load_config(example)
     spec = cfg.model.series
     assert isinstance(spec, list) and all("gguf" in e for e in spec)
@@ -124,10 +135,6 @@ def test_the_gguf_example_config_is_a_list_resolve_series_accepts(tmp_path, gguf
     series = resolve_series(spec, check=False)
     assert series.steps == [1000, 8000]
     assert [c.gguf_file for c in series] == ["model-step1000.gguf", "model-step8000.gguf"]
-    root, _, _ = gguf_series
-    for e, src in zip(spec, ("step-100.gguf", "step-200.gguf"), strict=True):
-        Path(e["gguf"]).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(root / src, e["gguf"])
     assert resolve_series(spec).steps == [1000, 8000]
 
 
@@ -190,4 +197,4 @@ def test_other_bad_gguf_input_is_a_one_line_error(tmp_path, gguf_series):
     assert "is not a whole GGUF file" in _one_line(e)
     with pytest.raises(BabelscopeError) as e:
         resolve_series(tmp_path / "nothing.gguf")
-    assert "no checkpoint series" in _one_line(e)
+    assert "nothing.gguf' not found" in _one_line(e)
