@@ -47,7 +47,7 @@ def length_bins(lengths: Sequence[float] | np.ndarray, n_bins: int = 4) -> np.nd
     if len(x) == 0 or n_bins <= 1:
         return np.zeros(len(x), dtype=np.int64)
     edges = np.unique(np.quantile(x, np.linspace(0, 1, n_bins + 1)[1:-1]))
-    return np.searchsorted(edges, x, side="right").astype(np.int64)
+    return np.searchsorted(edges, x, side="left").astype(np.int64)
 
 
 def stratified_permutation(
