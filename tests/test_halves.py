@@ -31,7 +31,7 @@ def test_halves_balance_keep_groups_and_are_seeded():
     for h, h2 in zip(halves, again, strict=True):
         assert (h == h2).all()
     assert any((h != h2).any() for h, h2 in zip(halves, other, strict=True))
-    for (ids, y), h in zip(pools, halves, strict=True):
+    for (_ids, y), h in zip(pools, halves, strict=True):
         assert (h[:200] == halves[0][:200]).all()  # a group is in one half everywhere
         assert abs(int((h == 0).sum()) - 150) <= 10
         for c in range(6):
