@@ -16,11 +16,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from babelscope.config import NEEDS, STAGES, RunConfig, dump_config, load_config
+from babelscope.config import NEEDS, STAGES, RunConfig, load_config
 from babelscope.errors import BabelscopeError, Interrupted
-from babelscope.io import provenance, settings_hash, write_json_atomic, write_text_atomic
+from babelscope.io import provenance, settings_hash, write_json_atomic
 from babelscope.progress import console, info, quiet, warn
-from babelscope.rundir import claim_run_dir, is_babelscope_data_dir, run_lock
+from babelscope.rundir import (
+    claim_config,
+    claim_run_dir,
+    clear_for_force,
+    data_notes,
+    is_babelscope_data_dir,
+    outputs_current,
+    run_lock,
+)
 
 
 @dataclass
@@ -97,21 +105,7 @@ def stage_data(run: Run) -> dict[str, Any]:
         raise BabelscopeError(
             f"no corpus in {d} and data.build = false: build it with `babelscope data build --out {d}`"
         )
-    return _data_notes(d)
-
-
-def _data_notes(d: Path) -> dict[str, Any]:
-    """Content hashes of the data files as they are now (cheap when unchanged)."""
-    from babelscope.corpora.corpus import CONCEPTS_FILE, data_hash
-    from babelscope.io import content_hash
-
-    labels = d / CONCEPTS_FILE
-    return {
-        "data_dir": str(d),
-        "data_hash": data_hash(d),
-        # Concept labels can change on the same text (another table): experts depend on them.
-        "labels_hash": content_hash(labels) if labels.exists() else None,
-    }
+    return data_notes(d)
 
 
 def _series(run: Run):
@@ -332,7 +326,9 @@ def _series_files(cfg: RunConfig) -> Any:
 def _key(run: Run, stage: str) -> str:
     upstream = {s: run.keys.get(s) for s in _closure(stage) if s != stage}
     extra: Any = None
-    if stage in ("probe", "similarity", "experts", "steer", "inspect") and "data" in run.notes:
+    # The corpus's content hash: pretrain trains on it (a replaced corpus is a new series).
+    data_readers = ("pretrain", "inspect", "probe", "similarity", "experts", "steer")
+    if stage in data_readers and "data" in run.notes:
         extra = run.notes["data"].get("data_hash")
         if stage in ("experts", "steer"):
             extra = [extra, run.notes["data"].get("labels_hash")]
@@ -376,29 +372,6 @@ def write_provenance(run: Run) -> Path:
     )
 
 
-def _claim_run_dir(run: Run) -> None:
-    """Refuse a run directory that belongs to a different configuration, unless forced."""
-    saved = run.dir / "config.toml"
-    text = dump_config(run.cfg)
-    if saved.exists() and saved.read_text() != text and not run.force:
-        old = load_config(saved)
-        diff = _diff(old.model_dump(mode="json"), run.cfg.model_dump(mode="json"))
-        raise BabelscopeError(
-            f"{run.dir} belongs to a different configuration (differs in: {', '.join(diff[:4]) or 'stages'}); "
-            "use --force to redo it with this one, or another name / out directory"
-        )
-    write_text_atomic(saved, text)
-
-
-def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        out: list[str] = []
-        for k in sorted(set(a) | set(b)):
-            out += _diff(a.get(k), b.get(k), f"{prefix}{k}.")
-        return out
-    return [] if a == b else [prefix.rstrip(".")]
-
-
 def run_study(
     config: RunConfig | str | Path | None = None,
     *,
@@ -424,7 +397,7 @@ def run_study(
     preflight(run)
     claim_run_dir(run.dir)
     with run_lock(run.dir, wait=wait):
-        _claim_run_dir(run)
+        claim_config(run.dir, run.cfg, run.force)
         try:
             _run_stages(run, wanted)
         except Interrupted as e:
@@ -439,65 +412,6 @@ def run_study(
     return run
 
 
-def _current(run: Run, stage: str, rec: dict[str, Any]) -> bool:
-    """Whether a stage's recorded outputs are still what the record says: the data files
-    have the recorded content, and the result file is there and readable. A replaced
-    corpus or a torn result makes the stage run again."""
-    if stage == "data":
-        try:
-            now = _data_notes(run.cfg.data_dir)
-        except BabelscopeError:
-            return False
-        old = rec.get("notes", {})
-        return all(now[k] == old.get(k) for k in ("data_hash", "labels_hash"))
-    out = _RESULT_FILES.get(stage)
-    if out is None:
-        return True
-    path = run.dir / out
-    if path.suffix == ".json":
-        try:
-            json.loads(path.read_text())
-        except (OSError, ValueError):
-            return False
-        return True
-    import pyarrow.parquet as pq
-
-    try:
-        pq.read_metadata(path)
-    except Exception:  # noqa: BLE001 - missing, torn or foreign: all mean "redo"
-        return False
-    return True
-
-
-# What a finished stage leaves (checked before it is skipped as up to date).
-_RESULT_FILES: dict[str, str] = {
-    "inspect": "checkpoints.json",
-    "probe": "results/probe.parquet",
-    "similarity": "results/similarity.parquet",
-    "experts": "results/experts.parquet",
-    "align": "results/alignment.parquet",
-}
-
-
-def _clear_for_force(run: Run, stage: str) -> None:
-    """``--force`` recomputes: drop the stage's per-step results (babelscope's own files
-    in its own run directory). The activation cache stays: it is keyed by the weights'
-    fingerprint and the texts themselves, so what it returns is what would be computed."""
-    import shutil
-
-    from babelscope.analysis.experts import AP_DIR
-    from babelscope.analysis.probe import PARTIAL_DIR
-
-    dirs = {
-        "probe": [run.results / PARTIAL_DIR],
-        "similarity": [run.results / ".similarity"],
-        "experts": [run.results / AP_DIR],
-        "steer": [run.cache / "steering"],
-    }
-    for d in dirs.get(stage, []):
-        shutil.rmtree(d, ignore_errors=True)
-
-
 def _run_stages(run: Run, wanted: list[str]) -> None:
     force = run.force
     t0 = time.perf_counter()
@@ -507,7 +421,7 @@ def _run_stages(run: Run, wanted: list[str]) -> None:
             continue
         key = _key(run, stage)
         rec = run.record(stage)
-        up_to_date = rec is not None and rec.get("key") == key and _current(run, stage, rec)
+        up_to_date = rec is not None and rec.get("key") == key and outputs_current(run.dir, run.cfg.data_dir, stage, rec)
         if stage not in wanted:
             # A prerequisite of what was asked for: it must already be done with this config.
             if not up_to_date:
@@ -524,7 +438,7 @@ def _run_stages(run: Run, wanted: list[str]) -> None:
         if not quiet():  # with BABELSCOPE_QUIET an error stays the only line on stderr
             console.rule(f"[bold]{stage}")
         if force:
-            _clear_for_force(run, stage)
+            clear_for_force(run.dir, stage)
         t = time.perf_counter()
         # Round-trip through JSON so fresh notes equal notes read back from the record
         # (int keys become str): downstream keys must not depend on which it was.

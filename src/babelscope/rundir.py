@@ -155,3 +155,109 @@ def run_lock(path: Path, *, wait: bool = False, poll_s: float = 0.5) -> Iterator
         # Closing the descriptor releases the lock; the file stays (removing it would race
         # with a waiter that has it open).
         os.close(fd)
+
+
+# --- what a run directory holds: its configuration, stage outputs, forced redo ----------
+
+
+def claim_config(run_dir: Path, cfg: Any, force: bool) -> None:
+    """Save ``cfg`` as ``<run>/config.toml``; refuse a directory that holds a different
+    configuration, unless ``force`` (the caller holds the lock, so the file and the
+    results written after it belong to one run)."""
+    from babelscope.config import dump_config, load_config
+    from babelscope.io import write_text_atomic
+
+    saved = Path(run_dir) / "config.toml"
+    text = dump_config(cfg)
+    if saved.exists() and saved.read_text() != text and not force:
+        old = load_config(saved)
+        diff = _diff(old.model_dump(mode="json"), cfg.model_dump(mode="json"))
+        raise BabelscopeError(
+            f"{run_dir} belongs to a different configuration (differs in: "
+            f"{', '.join(diff[:4]) or 'stages'}); use --force to redo it with this one, "
+            "or another name / out directory"
+        )
+    write_text_atomic(saved, text)
+
+
+def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: list[str] = []
+        for k in sorted(set(a) | set(b)):
+            out += _diff(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+def data_notes(d: Path) -> dict[str, Any]:
+    """Content hashes of the data files as they are now (cheap when unchanged)."""
+    from babelscope.corpora.corpus import CONCEPTS_FILE, data_hash
+    from babelscope.io import content_hash
+
+    labels = Path(d) / CONCEPTS_FILE
+    return {
+        "data_dir": str(d),
+        "data_hash": data_hash(d),
+        # Concept labels can change on the same text (another table): experts depend on them.
+        "labels_hash": content_hash(labels) if labels.exists() else None,
+    }
+
+
+#: What a finished stage leaves (checked before it is skipped as up to date).
+RESULT_FILES: dict[str, str] = {
+    "inspect": "checkpoints.json",
+    "probe": "results/probe.parquet",
+    "similarity": "results/similarity.parquet",
+    "experts": "results/experts.parquet",
+    "align": "results/alignment.parquet",
+}
+
+
+def outputs_current(run_dir: Path, data_dir: Path, stage: str, rec: dict[str, Any]) -> bool:
+    """Whether a stage's recorded outputs are still what the record says: the data files
+    have the recorded content, and the result file is there and readable. A replaced
+    corpus or a torn result makes the stage run again."""
+    if stage == "data":
+        try:
+            now = data_notes(data_dir)
+        except BabelscopeError:
+            return False
+        old = rec.get("notes", {})
+        return all(now[k] == old.get(k) for k in ("data_hash", "labels_hash"))
+    out = RESULT_FILES.get(stage)
+    if out is None:
+        return True
+    path = Path(run_dir) / out
+    if path.suffix == ".json":
+        try:
+            json.loads(path.read_text())
+        except (OSError, ValueError):
+            return False
+        return True
+    import pyarrow.parquet as pq
+
+    try:
+        pq.read_metadata(path)
+    except Exception:  # noqa: BLE001 - missing, torn or foreign: all mean "redo"
+        return False
+    return True
+
+
+def clear_for_force(run_dir: Path, stage: str) -> None:
+    """``--force`` recomputes: drop the stage's per-step results (babelscope's own files
+    in its own run directory). The activation cache stays: it is keyed by the weights'
+    fingerprint and the texts themselves, so what it returns is what would be computed."""
+    import shutil
+
+    from babelscope.analysis.experts import AP_DIR
+    from babelscope.analysis.probe import PARTIAL_DIR
+
+    run_dir = Path(run_dir)
+    dirs = {
+        "probe": [run_dir / "results" / PARTIAL_DIR],
+        "similarity": [run_dir / "results" / ".similarity"],
+        "experts": [run_dir / "results" / AP_DIR],
+        "steer": [run_dir / "cache" / "steering"],
+    }
+    for d in dirs.get(stage, []):
+        shutil.rmtree(d, ignore_errors=True)
