@@ -44,7 +44,7 @@ def planted_run(out, steps=(0, 10), langs=LANGS, n=120, n_random=4, seed=0, perm
     pools, acts = [], {}
     y_water = np.zeros(n, bool)
     y_water[rng.choice(n, 30, replace=False)] = True
-    for li, lang in enumerate(langs):
+    for lang in langs:
         labels = np.stack([y_water] + [rng.random(n) < 0.25 for _ in range(n_random)], axis=1)
         pools.append(SimpleNamespace(
             lang=lang, ids=[f"{lang}:{i}" for i in range(n)], concepts=concepts, labels=labels,

@@ -11,11 +11,12 @@ def test_figures_written(tmp_path):
     from test_alignment import planted_run
 
     planted_run(tmp_path, n_random=2)
-    run_alignment(tmp_path, AlignSettings(k=2, k_model=4, n_trajectory_units=4))
+    run_alignment(tmp_path, AlignSettings(k=2, k_model=4, permutations=19, n_trajectory_units=4))
     paths = plot_alignment(tmp_path)
     names = {p.name for p in paths}
     for stem in ["alignment_overlap", "alignment_jaccard", "alignment_transfer_ap", "alignment_self_ap",
-                 "alignment_crosslingual", "alignment_languages", "alignment_trajectories"]:  # fmt: skip
+                 "alignment_crosslingual", "alignment_self_ap_insample", "alignment_languages",
+                 "alignment_trajectories"]:  # fmt: skip
         assert f"{stem}.png" in names and f"{stem}.svg" in names
     assert all(p.stat().st_size > 1000 for p in paths)
     assert not [p for p in (tmp_path / "figures").iterdir() if p.name.startswith(".")]
