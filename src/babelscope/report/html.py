@@ -34,6 +34,23 @@ SECTIONS: list[tuple[str, str, str]] = [
         "those layers stop keeping languages apart.",
     ),
     (
+        "representations",
+        "Representations of translations across layers and checkpoints",
+        "On parallel sentences (the same align_id in every language), mean-pooled residual states per "
+        "layer. Retrieval: is each sentence's nearest neighbour (cosine) among another language's "
+        "sentences its translation? Precision@1 over all ordered language pairs, raw and after removing "
+        "each language's mean vector (chance 1/N; null: the translation pairing shuffled; 95 % bootstrap "
+        "interval over sentences); the gap between the two is how much of the representation is "
+        "language identity. Linear CKA compares the geometry of the same sentences in two languages; "
+        "with few sentences it is biased upwards, so its reference is the same CKA with the pairing "
+        "shuffled (white line). The logit lens decodes each layer through the final norm and output "
+        "head: the next-token mass on tokens of the input's own language and on English (tokens "
+        "belong to a language when it holds at least 80 % of their normalised corpus frequency); "
+        "early layers are not in the output basis, so their shares are what the head reads there. "
+        "Read beside the LID probe (left panel): the layers where LID drops should be those where "
+        "centred retrieval and CKA rise, if the languages merge there.",
+    ),
+    (
         "alignment",
         "Concept experts and their cross-lingual alignment (Experiment 2)",
         "For each concept and language, units are ranked by Average Precision (AP) of their pooled "
@@ -139,6 +156,15 @@ def _summary_tables(run_dir: Path) -> dict[str, str]:
         wide.columns = [f"step {c}" for c in wide.columns]
         out["probe"] = "<h3>Probe accuracy (mean over seeds), layer × checkpoint</h3>" + _table(
             wide.reset_index(), max_rows=100
+        )
+    p = res / "similarity.parquet"
+    if p.exists():
+        from babelscope.analysis.representations.stage import summary
+
+        out["representations"] = (
+            "<h3>Representations per layer, first and last checkpoint: value [95 % CI], with the "
+            "last checkpoint's chance, null 95th percentile and permutation p</h3>"
+            + _table(summary(pd.read_parquet(p)), max_rows=200)
         )
     p = res / "alignment.parquet"
     if p.exists():

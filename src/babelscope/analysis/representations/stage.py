@@ -295,3 +295,24 @@ def run_similarity(
     write_parquet_atomic(combined, results / SIMILARITY_FILE, metadata=meta)
     write_parquet_atomic(lens_all, results / LENS_FILE, metadata=meta)
     return combined, lens_all
+
+
+def summary(df: pd.DataFrame, steps: list[int] | None = None) -> pd.DataFrame:
+    """Per measure and layer, ``value [ci_low, ci_high]`` at some checkpoints (default: the
+    first and the last) beside the last one's chance and null 95th percentile."""
+    if steps is None:
+        steps = sorted({int(df["step"].min()), int(df["step"].max())})
+    rows = []
+    for (measure, layer), g in df.groupby(["measure", "layer"], sort=True):
+        g = g.set_index("step")
+        row: dict[str, Any] = {"measure": measure, "layer": int(layer)}
+        for s in steps:
+            if s in g.index:
+                r = g.loc[s]
+                row[f"step {s}"] = f"{r['value']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
+        last = g.loc[max(s for s in steps if s in g.index)]
+        row["chance"] = round(float(last["chance"]), 4)
+        row["null p95"] = round(float(last["null_p95"]), 4)
+        row["p"] = round(float(last["p_value"]), 4)
+        rows.append(row)
+    return pd.DataFrame(rows)

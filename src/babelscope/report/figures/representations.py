@@ -9,7 +9,7 @@ Saved as PNG and SVG into the run's ``figures/``:
   layers. Each panel's colour bar marks its reference (chance or null mean) with a white line;
 - ``representations_by_layer``: each measure by layer at the first and last checkpoint,
   with its 95 % interval and its reference (chance / null 95th percentile) dashed;
-- ``latent_language``: per layer, the lens's next-token mass split into own language,
+- ``representations_latent_language``: per layer, the lens's next-token mass split into own language,
   pivot, other languages, shared and unseen tokens, at the first and last checkpoint.
 """
 
@@ -146,7 +146,7 @@ def plot_latent_language(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     axes[0].set_ylabel("next-token probability mass")
     axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.suptitle("Latent language (logit lens), non-pivot inputs")
-    paths = save_figure(fig, out_dir, "latent_language")
+    paths = save_figure(fig, out_dir, "representations_latent_language")
     plt.close(fig)
     return paths
 
