@@ -204,6 +204,9 @@ CASES: list[tuple[str, Callable[[Box], list[str]], str]] = [
     ("missing-series-entry", lambda b: ["run", b.write('[model]\nseries = [{step = 1, path = "nope"}]')],
      "not found"),
     ("steer-step-not-in-series", lambda b: ["run", b.write("[steer]\nsteps = [99]")], "steer.steps"),
+    ("steer-step-not-saved-by-pretraining",
+     lambda b: ["run", b.write(f'[model]\npretrain_config = "{_micro()}"\n[steer]\nsteps = [3]',
+                               series=False)], "steps 0, 1, 2, 4"),
     ("unknown-concept", lambda b: ["run", b.write('[experts]\nconcepts = ["nosuch"]')], "nosuch"),
     ("data-language-not-in-corpus",
      lambda b: ["run", b.write('[data]\nlanguages = ["eng", "spa", "fra"]')], "fra, not in the corpus"),
@@ -289,6 +292,12 @@ def _torn_run(run: Path) -> None:
     p = run / "results" / "probe.parquet"
     pd.DataFrame({"step": [0, 1], "layer": [0, 0], "accuracy": [0.5, 0.6]}).to_parquet(p)
     _truncate(p)
+
+
+def _micro() -> str:
+    from importlib import resources
+
+    return str(resources.files("babelscope.pretrain") / "micro.toml")
 
 
 def _drop_column(path: Path, column: str) -> None:

@@ -55,10 +55,20 @@ def data_dir(tmp_path_factory):
     )
 
 
+def _known(model: object, **values: object) -> str:
+    """TOML lines for the keys the settings model has (names settle as stages evolve)."""
+    fields = model.model_fields  # type: ignore[attr-defined]
+    return "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items() if k in fields)
+
+
 def _study(path: Path, data: Path, out: Path) -> Path:
-    from babelscope.config import DataConfig
+    """The study: micro pre-training on the tiny corpus, every stage at its smallest."""
+    from babelscope.config import DataConfig, RunConfig
 
     micro = resources.files("babelscope.pretrain") / "micro.toml"
+    sections = RunConfig.model_fields
+    align = sections["align"].annotation
+    steer = sections["steer"].annotation
     controls = "controls = []\n" if "controls" in DataConfig.model_fields else ""
     path.write_text(
         f'name = "kill"\nout = "{out}"\n'
@@ -66,8 +76,20 @@ def _study(path: Path, data: Path, out: Path) -> Path:
         f'[model]\npretrain_config = "{micro}"\ndevice = "cpu"\n'
         "[probe]\nsentences_per_language = 6\ntokens_per_language = 24\nseeds = [0]\nn_jobs = 1\n"
         "[experts]\nmin_positives = 1\ntop_k_store = 8\n"
-        "[align]\nk = 2\n"
-        '[steer]\nseeds = 2\nmax_new_tokens = 4\nsource_lang = "spa"\nmax_concepts = 1\n'
+        "[align]\n"
+        + _known(align, k=2, permutations=10, n_permutations=10, n_boot=100)
+        + '[steer]\nsource_lang = "spa"\n'
+        + _known(
+            steer,
+            seeds=2,
+            max_new_tokens=4,
+            max_concepts=1,
+            k=[4],
+            checkpoints=2,
+            conditions=["experts", "none"],
+            random_draws=1,
+            fluency=False,
+        )  # fmt: skip
     )
     return path
 

@@ -8,7 +8,8 @@ or ``steer.steps`` stops the run at once, not after pre-training and inspection:
   configuration names;
 - concepts named by ``experts.concepts`` / ``steer.concepts`` exist;
 - the series resolves (local paths exist, weights and tokenizer files are there, one
-  architecture), and every step ``steer.steps`` names is in it;
+  architecture), and every step ``steer.steps`` names is in it (for the embedded series:
+  among the steps its pre-training configuration saves);
 - a data directory ``--force`` would rebuild holds nothing but babelscope's own files.
 """
 
@@ -100,19 +101,20 @@ def _check_series(run: Any) -> None:
     cfg = run.cfg
     if cfg.model.series is None:
         # The embedded series: pre-training makes it (its configuration must be valid
-        # now), inspect checks it.
+        # now, and it says which steps it will save), inspect checks it.
         from babelscope.pretrain import load_pretrain_config
 
-        load_pretrain_config(cfg.model.pretrain_config)
-        return
-    from babelscope.checkpoints.series import resolve_series
+        have = load_pretrain_config(cfg.model.pretrain_config).checkpoint_steps()
+    else:
+        from babelscope.checkpoints.series import resolve_series
 
-    run.resolved = resolve_series(cfg.model.series)
+        run.resolved = resolve_series(cfg.model.series)
+        have = run.resolved.steps
     steps = getattr(cfg.steer, "steps", None)
     if steps and "steer" in cfg.stages:
-        bad = [s for s in steps if s not in run.resolved.steps]
+        bad = [s for s in steps if s not in have]
         if bad:
             raise BabelscopeError(
                 f"steer.steps names step(s) {', '.join(map(str, bad))}, not in the series "
-                f"(steps {', '.join(map(str, run.resolved.steps))}): fix steer.steps"
+                f"(steps {', '.join(map(str, have))}): fix steer.steps"
             )
