@@ -37,10 +37,20 @@ def synthetic(n_lang=4, n_sent=24, tokens=8, d=16, seed=0):
     return {"A": A.astype(np.float32), "B": B.astype(np.float32)}, lang, sid
 
 
+def _types(n_rows, vocab=60, seed=0):
+    """Random token ids shared by all languages (no language signal in the types)."""
+    return np.random.default_rng(seed + 100).integers(0, vocab, n_rows)
+
+
 def test_known_answer_decodable_in_one_layer_not_the_other():
     X, lang, sid = synthetic()
-    res_a = probe_layer(X["A"], lang, sid, seeds=(0, 1, 2), tokens_per_language=120)
-    res_b = probe_layer(X["B"], lang, sid, seeds=(0, 1, 2), tokens_per_language=120)
+    types = _types(len(lang))
+    res_a = probe_layer(
+        X["A"], lang, sid, token_types=types, seeds=(0, 1, 2), tokens_per_language=120
+    )
+    res_b = probe_layer(
+        X["B"], lang, sid, token_types=types, seeds=(0, 1, 2), tokens_per_language=120
+    )
     acc_a = np.mean([r["accuracy"] for r in res_a])
     acc_b = np.mean([r["accuracy"] for r in res_b])
     ctrl = np.mean([r["control_accuracy"] for r in res_a + res_b])
@@ -51,6 +61,43 @@ def test_known_answer_decodable_in_one_layer_not_the_other():
     sel_a = np.mean([r["selectivity"] for r in res_a])
     assert sel_a == pytest.approx(acc_a - np.mean([r["control_accuracy"] for r in res_a]))
     assert [r["seed"] for r in res_a] == [0, 1, 2]
+    # the interval resamples test sentences and holds the mean accuracy
+    assert (
+        res_a[0]["ci_lo"] <= acc_a <= res_a[0]["ci_hi"]
+        and res_a[0]["ci_hi"] - res_a[0]["ci_lo"] > 0
+    )
+    # the types carry no language: the lexical baseline is near chance
+    assert abs(np.mean([r["lexical_accuracy"] for r in res_a]) - 0.25) < 0.12
+    conf = np.asarray(res_a[0]["confusion"])
+    assert (
+        conf.shape == (4, 4)
+        and conf.sum() == res_a[0]["n_test"]
+        and np.trace(conf) > 0.9 * conf.sum()
+    )
+
+
+def test_type_control_can_fail_where_token_identity_decides():
+    """An embedding-like layer (a vector per token type) makes the type-level control task
+    learnable: far above 1/L. The old control (labels shuffled across sentences) could not
+    tell: it sits at 1/L by construction."""
+    rng = np.random.default_rng(0)
+    _, lang, sid = synthetic()
+    types = _types(len(lang))
+    emb = rng.normal(size=(60, 16)) * 3
+    X = (emb[types] + rng.normal(size=(len(lang), 16))).astype(np.float32)
+    res = probe_layer(X, lang, sid, token_types=types, seeds=(0, 1), tokens_per_language=None)
+    ctrl = np.mean([r["control_accuracy"] for r in res])
+    assert ctrl > 0.25 + 0.3
+    # language-specific types: the lexical baseline finds the language from identity alone
+    lang_types = np.array([int(x[1:]) for x in lang]) * 15 + _types(len(lang), vocab=15)
+    res = probe_layer(X, lang, sid, token_types=lang_types, seeds=(0,), tokens_per_language=None)
+    assert res[0]["lexical_accuracy"] > 0.9
+
+
+def test_without_types_the_controls_are_missing_not_made_up():
+    X, lang, sid = synthetic()
+    res = probe_layer(X["A"], lang, sid, seeds=(0,), tokens_per_language=120)
+    assert np.isnan(res[0]["control_accuracy"]) and np.isnan(res[0]["lexical_accuracy"])
 
 
 def test_split_is_by_sentence_and_balanced():
@@ -177,6 +224,13 @@ def test_run_probe_end_to_end_with_provenance_and_resume(
     assert sorted(back["layer"].unique()) == [0, 1, 2]  # embeddings + 2 blocks
     assert len(back) == 3 * 3 * 2  # steps x layers x seeds
     assert (back["n_languages"] == 4).all() and (back["chance"] == 0.25).all()
+    # the type-level control on a real (tiny random) model: at the embedding layer a vector
+    # is its token, so the control task is learnable for the types seen in training
+    emb = back[back["layer"] == 0]
+    assert emb["control_accuracy"].mean() > 0.25 + 0.1, emb["control_accuracy"].tolist()
+    assert back["lexical_accuracy"].notna().all() and (back["ci_lo"] <= back["accuracy"]).all()
+    conf = pd.read_parquet(tmp_path / "results" / "probe_confusion.parquet")
+    assert set(conf["step"]) == {0, 1, 2} and conf["count"].sum() == back["n_test"].sum()
     assert back["accuracy"].between(0, 1).all() and back["control_accuracy"].between(0, 1).all()
     assert np.allclose(back["selectivity"], back["accuracy"] - back["control_accuracy"])
     meta = read_parquet_metadata(path)

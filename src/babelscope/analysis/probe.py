@@ -11,9 +11,11 @@ their language, and the sentence each row came from. Per seed it
 2. samples the same number of vectors for every language on each side (balanced, so
    chance is exactly ``1 / n_languages``);
 3. fits ``StandardScaler`` + multinomial ``LogisticRegression`` and scores the test side;
-4. runs the *control task*: the same probe on the same vectors with the language labels
-   shuffled across sentences (every token of a sentence keeps one shuffled label).
-   Selectivity = accuracy - control accuracy.
+4. runs the *control task* of Hewitt & Liang: every token type gets a fixed random
+   language label, same probe, same split (:mod:`babelscope.analysis.probe_controls`).
+   Selectivity = accuracy - control accuracy;
+5. runs the *lexical baseline*: the same probe on token identity alone;
+6. gives an interval of the accuracy that resamples test sentences, and a confusion matrix.
 
 :func:`run_probe` drives it over a checkpoint series: one forward pass per checkpoint
 serves all layers, the per-layer probes run in parallel, each finished checkpoint is
@@ -41,9 +43,10 @@ if TYPE_CHECKING:
     from babelscope.checkpoints.series import CheckpointSeries
 
 RESULT_COLUMNS = [
-    "step", "layer", "seed", "accuracy", "control_accuracy", "selectivity", "chance",
-    "n_train", "n_test", "n_languages", "converged",
+    "step", "layer", "seed", "accuracy", "ci_lo", "ci_hi", "control_accuracy", "selectivity",
+    "lexical_accuracy", "chance", "n_train", "n_test", "n_languages", "converged",
 ]  # fmt: skip
+CONFUSION_FILE = "probe_confusion.parquet"
 PROBE_FILE = "probe.parquet"
 PARTIAL_DIR = ".probe"  # per-step results of an unfinished run, under results/
 
@@ -139,13 +142,26 @@ def _fit_score(
     tol: float = 1e-3,
 ) -> tuple[int, bool]:
     """Standardise, fit a multinomial logistic regression, return (correct test predictions, converged)."""
+    pred, converged = _fit_predict(X_train, y_train, X_test, C, max_iter, tol)
+    return int((pred == y_test).sum()), converged
+
+
+def _fit_predict(
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    X_test: np.ndarray,
+    C: float = 1.0,
+    max_iter: int = 300,
+    tol: float = 1e-3,
+) -> tuple[np.ndarray, bool]:
+    """Standardise, fit a multinomial logistic regression, return (test predictions, converged)."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
     classes = np.unique(y_train)
     if len(classes) < 2:  # only possible in the control task on tiny data: predict the one label
-        return int((y_test == classes[0]).sum()), True
+        return np.full(len(X_test), classes[0]), True
     scaler = StandardScaler().fit(X_train)
     # L-BFGS on standardised features: multinomial (the default for >2 classes), fast and
     # stable for a few thousand rows x a few hundred features.
@@ -154,8 +170,7 @@ def _fit_score(
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(scaler.transform(X_train), y_train)
     converged = bool(np.max(clf.n_iter_) < max_iter)
-    pred = clf.predict(scaler.transform(X_test))
-    return int((pred == y_test).sum()), converged
+    return clf.predict(scaler.transform(X_test)), converged
 
 
 def _balanced_sample(
@@ -285,6 +300,7 @@ def probe_layer(
     lang_labels: Sequence[Any] | np.ndarray,
     sentence_ids: Sequence[Any] | np.ndarray,
     *,
+    token_types: Sequence[Any] | np.ndarray | None = None,
     seeds: Sequence[int] = (0, 1, 2),
     test_fraction: float = 0.2,
     folds: int | None = None,
@@ -298,43 +314,78 @@ def probe_layer(
     ``X`` is ``(n_rows, d)``: token vectors, or one pooled vector per sentence (then
     ``sentence_ids`` is simply unique per row). ``lang_labels`` and ``sentence_ids`` give
     each row's language and sentence; all rows of a sentence must share a language.
-    ``tokens_per_language`` caps rows per language (train + test together; with k folds
-    the test share is ``1/k``); every language gets the same count on each side.
-    With ``folds`` every sentence is tested once per seed and accuracy is pooled over folds.
+    ``token_types`` gives each row's token id (token vectors) or its sentence's token ids
+    (pooled vectors): the control task (token vectors only) and the lexical baseline need
+    them, and are NaN without. ``tokens_per_language`` caps rows per language (train + test
+    together; with k folds the test share is ``1/k``); every language gets the same count
+    on each side. With ``folds`` every sentence is tested once per seed.
 
-    Returns rows with ``seed, accuracy, control_accuracy, selectivity, chance, n_train,
-    n_test, n_languages, converged`` (``n_train`` per fit; ``n_test`` summed over folds).
+    Returns rows with ``seed, accuracy, ci_lo, ci_hi, control_accuracy, selectivity,
+    lexical_accuracy, chance, n_train, n_test, n_languages, converged, confusion``
+    (``ci_*``: the interval of the mean over seeds, resampling test sentences; the same in
+    every row; ``confusion``: true x predicted counts of that seed, as nested lists).
     """
+    from babelscope.analysis.probe_controls import (
+        confusion,
+        lexical_predictions,
+        one_hot_types,
+        sentence_bootstrap,
+        type_control_labels,
+    )
+
     X = np.asarray(X)
     if X.ndim != 2 or len(X) != len(lang_labels):
         raise ValueError(f"X has shape {X.shape} but there are {len(lang_labels)} labels")
     enc = _Encoded(lang_labels, sentence_ids, folds)
     n_lang = len(enc.langs)
-    results = []
+    by_token = (
+        token_types is not None
+        and np.asarray(token_types, dtype=object).ndim == 1
+        and all(np.ndim(t) == 0 for t in token_types)
+    )
+    types = np.asarray(token_types, dtype=np.int64) if by_token else None
+    X_types = one_hot_types(token_types, len(X)) if token_types is not None else None
+    results, per_seed = [], []
     for seed in seeds:
         rng = np.random.default_rng(seed)
         splits = enc.splits(rng, test_fraction, folds, tokens_per_language)
-        # Control: permute the sentence -> language map, so a sentence's tokens keep one label.
-        y_control = rng.permutation(enc.sent_lang)[enc.s_of_row]
-        correct = correct_ctrl = n_train = n_test = 0
+        y_control = type_control_labels(types, enc.y, n_lang, rng) if by_token else None
+        correct = correct_ctrl = correct_lex = n_train = n_test = 0
         converged = True
+        conf = np.zeros((n_lang, n_lang), dtype=np.int64)
+        sents, rights = [], []
         for train_idx, test_idx in splits:
             Xtr, Xte = X[train_idx], X[test_idx]
-            c, ok = _fit_score(Xtr, enc.y[train_idx], Xte, enc.y[test_idx], C, max_iter, tol)
-            c_ctrl, ok_ctrl = _fit_score(
-                Xtr, y_control[train_idx], Xte, y_control[test_idx], C, max_iter, tol
-            )
-            correct += c
-            correct_ctrl += c_ctrl
+            pred, ok = _fit_predict(Xtr, enc.y[train_idx], Xte, C, max_iter, tol)
+            right = pred == enc.y[test_idx]
+            correct += int(right.sum())
+            conf += confusion(enc.y[test_idx], pred, n_lang)
+            sents.append(enc.s_of_row[test_idx])
+            rights.append(right)
+            if y_control is not None:
+                c_ctrl, ok_ctrl = _fit_score(
+                    Xtr, y_control[train_idx], Xte, y_control[test_idx], C, max_iter, tol
+                )
+                correct_ctrl += c_ctrl
+                ok = ok and ok_ctrl
+            if X_types is not None:
+                lex = lexical_predictions(X_types, train_idx, test_idx, enc.y, C, max_iter)
+                correct_lex += int((lex == enc.y[test_idx]).sum())
             n_train += len(train_idx)
             n_test += len(test_idx)
-            converged = converged and ok and ok_ctrl
-        acc, ctrl = correct / n_test, correct_ctrl / n_test
+            converged = converged and ok
+        per_seed.append((np.concatenate(sents), np.concatenate(rights)))
+        acc = correct / n_test
+        ctrl = correct_ctrl / n_test if y_control is not None else float("nan")
         results.append(
             dict(seed=int(seed), accuracy=acc, control_accuracy=ctrl, selectivity=acc - ctrl,
+                 lexical_accuracy=correct_lex / n_test if X_types is not None else float("nan"),
                  chance=1.0 / n_lang, n_train=n_train // len(splits), n_test=n_test,
-                 n_languages=n_lang, converged=converged)
+                 n_languages=n_lang, converged=converged, confusion=conf.tolist())
         )  # fmt: skip
+    lo, hi = sentence_bootstrap(per_seed, seed=int(seeds[0]))
+    for r in results:
+        r["ci_lo"], r["ci_hi"] = lo, hi
     return results
 
 
@@ -358,8 +409,10 @@ def probe_layers(
     settings: ProbeSettings,
     *,
     n_jobs: int | None = None,
+    token_types: Sequence[Any] | None = None,
 ) -> pd.DataFrame:
-    """Probe several layers in parallel (joblib processes); a frame with ``layer`` + probe columns."""
+    """Probe several layers in parallel (joblib processes); a frame with ``layer`` + probe
+    columns (``confusion`` holds each row's confusion matrix as nested lists)."""
     from joblib import Parallel, delayed
 
     layers = sorted(arrays)
@@ -367,7 +420,8 @@ def probe_layers(
     n_jobs = max(1, min(n_jobs, len(layers)))
     tokens = settings.tokens_per_language if settings.level == "token" else None
     kwargs = dict(seeds=settings.seeds, test_fraction=settings.test_fraction, folds=settings.folds,
-                  tokens_per_language=tokens, C=settings.C, max_iter=settings.max_iter, tol=settings.tol)  # fmt: skip
+                  tokens_per_language=tokens, C=settings.C, max_iter=settings.max_iter, tol=settings.tol,
+                  token_types=token_types)  # fmt: skip
     labels, sids = np.asarray(lang_labels), np.asarray(sentence_ids)
     if n_jobs == 1:
         per_layer = [probe_layer(arrays[layer], labels, sids, **kwargs) for layer in layers]
@@ -386,8 +440,10 @@ def probe_layers(
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
     """Mean and std over seeds per (step, layer): accuracy, control accuracy, selectivity."""
     keys = [k for k in ("step", "layer") if k in df.columns]
+    extra = {c: (c, "mean") for c in ("lexical_accuracy",) if c in df.columns}
+    extra |= {c: (c, "first") for c in ("ci_lo", "ci_hi") if c in df.columns}
     agg = df.groupby(keys).agg(
-        accuracy=("accuracy", "mean"), accuracy_std=("accuracy", "std"),
+        accuracy=("accuracy", "mean"), accuracy_std=("accuracy", "std"), **extra,
         control_accuracy=("control_accuracy", "mean"), control_std=("control_accuracy", "std"),
         selectivity=("selectivity", "mean"), selectivity_std=("selectivity", "std"),
         chance=("chance", "first"), n_seeds=("seed", "nunique"),
@@ -445,8 +501,9 @@ def _tokens_per_sentence(settings: ProbeSettings) -> int | None:
 
 def _activations(
     model: Any, tokenizer: Any, texts: list[str], text_lang: np.ndarray, layers: list[int], settings: ProbeSettings,
-) -> tuple[dict[int, np.ndarray], np.ndarray, np.ndarray]:  # fmt: skip
-    """One forward pass over ``texts``: per layer the rows to probe, their language and sentence."""
+) -> tuple[dict[int, np.ndarray], np.ndarray, np.ndarray, list[Any]]:  # fmt: skip
+    """One forward pass over ``texts``: per layer the rows to probe, their language, sentence
+    and token type(s) (the control task and the lexical baseline need them)."""
     from babelscope.activations.extract import context_length, extract_pooled, extract_token_samples
 
     # Never past the model's context: positions it was not trained on would be noise.
@@ -456,12 +513,14 @@ def _activations(
     if settings.level == "sentence":
         pooled = extract_pooled(model, tokenizer, texts, pooling="mean", **common)
         arrays = {layer: pooled.get(layer) for layer in layers}
-        return arrays, text_lang, np.arange(len(texts))
+        bags = [tokenizer(t, add_special_tokens=False)["input_ids"][:max_length] for t in texts]
+        return arrays, text_lang, np.arange(len(texts)), bags
     samples = extract_token_samples(
         model, tokenizer, texts, tokens_per_text=_tokens_per_sentence(settings), seed=0, **common
     )
     sid = np.asarray(samples.sentence_index)
-    return {layer: samples.get(layer) for layer in layers}, text_lang[sid], sid
+    arrays = {layer: samples.get(layer) for layer in layers}
+    return arrays, text_lang[sid], sid, list(np.asarray(samples.token_id))
 
 
 def _read_partial(
@@ -537,13 +596,16 @@ def run_probe(
         t0 = time.perf_counter()
         loaded = load_checkpoint(ckpt, dtype=dtype, device=device)
         layers = check_layers(settings.layers, _n_residual_layers(loaded.model))
-        arrays, row_lang, row_sid = _activations(
+        arrays, row_lang, row_sid, types = _activations(
             loaded.model, loaded.tokenizer, texts, text_lang, layers, settings
         )
         del loaded.model  # free the weights before the probes fork their workers
-        df = probe_layers(arrays, row_lang, row_sid, settings)
+        df = probe_layers(arrays, row_lang, row_sid, settings, token_types=types)
         df.insert(0, "step", int(ckpt.step))
+        conf_rows = _confusion_rows(df, sorted(set(row_lang)))
         df = df[RESULT_COLUMNS]
+        write_parquet_atomic(conf_rows, partial / f"step-{ckpt.step}.confusion.parquet",
+                             metadata={"key": key, "checkpoint": identity})  # fmt: skip
         write_parquet_atomic(
             df,
             path,
@@ -579,9 +641,40 @@ def run_probe(
     meta = provenance(
         "probe", series=series.name, fingerprints=fingerprints, data_hash=dhash, settings=settings.model_dump(),
         languages=languages, sentences=len(chosen), key=key,
+        control="type-level control task (Hewitt & Liang): a fixed random language per token type",
+        lexical="the same probe on token identity (one-hot type; bag of types for sentence vectors)",
+        interval="95% bootstrap over test sentences of the mean over seeds",
     )  # fmt: skip
+    conf = [
+        pd.read_parquet(partial / f"step-{c.step}.confusion.parquet")
+        for c in series.checkpoints
+        if (partial / f"step-{c.step}.confusion.parquet").exists()
+    ]
+    if conf:
+        write_parquet_atomic(
+            pd.concat(conf, ignore_index=True), results / CONFUSION_FILE, metadata=meta
+        )
     write_parquet_atomic(combined, results / PROBE_FILE, metadata=meta)
     return combined
+
+
+def _confusion_rows(df: pd.DataFrame, langs: list[str]) -> pd.DataFrame:
+    """Long-form confusion counts (step, layer, true, predicted, count), summed over seeds."""
+    rows = []
+    for (step, layer), g in df.groupby(["step", "layer"]):
+        total = np.sum([np.asarray(c) for c in g["confusion"]], axis=0)
+        for i, a in enumerate(langs):
+            for j, b in enumerate(langs):
+                rows.append(
+                    dict(
+                        step=int(step),
+                        layer=int(layer),
+                        true=a,
+                        predicted=b,
+                        count=int(total[i, j]),
+                    )
+                )
+    return pd.DataFrame(rows)
 
 
 def _n_residual_layers(model: Any) -> int:
