@@ -4,8 +4,10 @@ Two figures, each saved as PNG and SVG into the run's ``figures/`` directory:
 
 - ``probe_heatmap``: probe accuracy and selectivity over layer x checkpoint (mean over seeds);
 - ``probe_by_layer``: accuracy by layer, one line per checkpoint coloured by training
-  progress, with the control probe dashed and chance as a horizontal line; beside it the
-  selectivity (accuracy - control accuracy) by layer.
+  progress, its 95 % interval over test sentences shaded, the type-level control task
+  dashed, the lexical baseline dash-dotted and chance as a horizontal line; beside it the
+  selectivity (accuracy - control accuracy) by layer;
+- ``probe_confusion``: row-normalised confusion matrices at the first and last checkpoint.
 """
 
 from __future__ import annotations
@@ -100,9 +102,12 @@ def plot_probe_by_layer(summary: pd.DataFrame, out_dir: Path) -> list[Path]:
         c = colours[step]
         x = g["layer"].to_numpy()
         ax_acc.plot(x, g["accuracy"], color=c, lw=1.8, marker="o", ms=3)
-        ax_acc.fill_between(x, g["accuracy"] - g["accuracy_std"], g["accuracy"] + g["accuracy_std"],
-                            color=c, alpha=0.15, lw=0)  # fmt: skip
+        lo, hi = (g["ci_lo"], g["ci_hi"]) if "ci_lo" in g else (
+            g["accuracy"] - g["accuracy_std"], g["accuracy"] + g["accuracy_std"])  # fmt: skip
+        ax_acc.fill_between(x, lo, hi, color=c, alpha=0.15, lw=0)
         ax_acc.plot(x, g["control_accuracy"], color=c, lw=1.0, ls="--", alpha=0.8)
+        if "lexical_accuracy" in g and g["lexical_accuracy"].notna().any():
+            ax_acc.plot(x, g["lexical_accuracy"], color=c, lw=0.8, ls="-.", alpha=0.6)
         ax_sel.plot(x, g["selectivity"], color=c, lw=1.8, marker="o", ms=3)
         ax_sel.fill_between(x, g["selectivity"] - g["selectivity_std"], g["selectivity"] + g["selectivity_std"],
                             color=c, alpha=0.15, lw=0)  # fmt: skip
@@ -114,7 +119,7 @@ def plot_probe_by_layer(summary: pd.DataFrame, out_dir: Path) -> list[Path]:
         ax.set_xlabel("layer (0 = embeddings)")
         ax.grid(alpha=0.3)
     ax_acc.set_ylim(0, 1.02)
-    ax_acc.set_ylabel("test accuracy (mean ± std over seeds)")
+    ax_acc.set_ylabel("test accuracy (mean over seeds, 95 % CI over sentences)")
     ax_acc.set_title("LID probe accuracy by layer")
     ax_sel.set_ylabel("selectivity = accuracy − control")
     ax_sel.set_title("Selectivity by layer")
@@ -127,13 +132,16 @@ def plot_probe_by_layer(summary: pd.DataFrame, out_dir: Path) -> list[Path]:
                 color="black",
                 lw=1.0,
                 ls="--",
-                label="control (labels shuffled across sentences)",
+                label="control task (random language per token type)",
+            ),
+            Line2D(
+                [], [], color="black", lw=0.8, ls="-.", label="lexical baseline (token identity)"
             ),
             Line2D([], [], color="grey", lw=1.2, ls=":", label=f"chance = {chance:.3f}"),
         ],
         fontsize=8,
         loc="outside lower center",
-        ncol=3,
+        ncol=4,
     )
     sm = ScalarMappable(norm=Normalize(0, max(len(steps) - 1, 1)), cmap=cmap)
     cb = fig.colorbar(sm, ax=[ax_acc, ax_sel], shrink=0.9, pad=0.01)
@@ -145,10 +153,53 @@ def plot_probe_by_layer(summary: pd.DataFrame, out_dir: Path) -> list[Path]:
     return paths
 
 
+def plot_probe_confusion(conf: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Row-normalised confusion (true x predicted language) at the first and last checkpoint,
+    for the middle layer and the last layer."""
+    from babelscope.report.figures import pyplot
+
+    if conf.empty:
+        return []
+    plt = pyplot()
+    steps = sorted(conf["step"].unique())
+    shown = [steps[0], steps[-1]] if len(steps) > 1 else steps
+    layers = sorted(conf["layer"].unique())
+    picked = sorted({layers[len(layers) // 2], layers[-1]})
+    langs = sorted(set(conf["true"]))
+    size = max(3.0, 0.28 * len(langs) + 1.5)
+    fig, axes = plt.subplots(len(picked), len(shown), figsize=(size * len(shown), size * len(picked)),
+                             squeeze=False)  # fmt: skip
+    for i, layer in enumerate(picked):
+        for j, step in enumerate(shown):
+            d = conf[(conf["step"] == step) & (conf["layer"] == layer)]
+            m = d.pivot(index="true", columns="predicted", values="count").reindex(
+                index=langs, columns=langs
+            )
+            m = m.to_numpy(dtype=float)
+            m = m / np.maximum(m.sum(1, keepdims=True), 1)
+            ax = axes[i, j]
+            ax.imshow(m, vmin=0, vmax=1, cmap="Blues")
+            ax.set_xticks(range(len(langs)), langs, rotation=90, fontsize=6)
+            ax.set_yticks(range(len(langs)), langs, fontsize=6)
+            ax.set_title(f"step {step}, layer {layer}", fontsize=8)
+            ax.set_xlabel("predicted", fontsize=7)
+            ax.set_ylabel("true", fontsize=7)
+    fig.suptitle("LID probe confusion (share of each true language's test tokens)", fontsize=9)
+    fig.tight_layout()
+    paths = save_figure(fig, out_dir, "probe_confusion")
+    plt.close(fig)
+    return paths
+
+
 def plot_probe(results: pd.DataFrame, out_dir: str | Path) -> list[Path]:
-    """Draw every probe figure from a ``probe.parquet`` frame; return the files written."""
+    """Draw every probe figure from a ``probe.parquet`` frame (and, beside it in the run,
+    ``probe_confusion.parquet``); return the files written."""
     out_dir = Path(out_dir)
     if results.empty:
         return []
     summary = summarize(results)
-    return plot_probe_heatmap(summary, out_dir) + plot_probe_by_layer(summary, out_dir)
+    paths = plot_probe_heatmap(summary, out_dir) + plot_probe_by_layer(summary, out_dir)
+    conf_file = out_dir.parent / "results" / "probe_confusion.parquet"
+    if conf_file.exists():
+        paths += plot_probe_confusion(pd.read_parquet(conf_file), out_dir)
+    return paths
