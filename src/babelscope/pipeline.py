@@ -292,7 +292,8 @@ _STAGE_SETTINGS: dict[str, Callable[[RunConfig], Any]] = {
     "inspect": lambda c: [c.model.series, c.model.include_flagged, c.model.dtype, _series_files(c)],
     "similarity": lambda c: c.similarity.model_dump(mode="json"),
     "probe": lambda c: c.probe.model_dump(mode="json"),
-    "experts": lambda c: c.experts.model_dump(mode="json"),
+    # the experts stage also computes the alignment's permutation null (it needs the activations)
+    "experts": lambda c: [c.experts.model_dump(mode="json"), c.align.null_key()],
     "align": lambda c: c.align.model_dump(mode="json"),
     "steer": lambda c: c.steer.model_dump(mode="json"),
     "report": lambda c: time.time(),  # always re-rendered: cheap, and reads everything
@@ -471,6 +472,9 @@ def headline(run_dir: Path) -> dict[str, Any]:
         first, last = acc.index.min(), acc.index.max()
         layers = list(acc.columns)
         mid = layers[len(layers) // 3 : max(len(layers) // 3 + 1, 2 * len(layers) // 3)]
+        from babelscope.report.claims import probe_claims
+
+        out["probe_claims"] = probe_claims(df) if "ci_lo" in df else []
         out["probe"] = {
             "first_step": int(first),
             "last_step": int(last),
@@ -489,15 +493,21 @@ def headline(run_dir: Path) -> dict[str, Any]:
         whole = df[df["layer"].astype(str) == "all"]
         if not whole.empty:
             first, last = whole["step"].min(), whole["step"].max()
+            def at(g: Any, step: Any, col: str) -> float | None:
+                v = g.loc[g["step"] == step, col] if col in g else []
+                return float(v.mean()) if len(v) else None
+
             out["alignment"] = {
-                m: {
-                    "first": float(g.loc[g["step"] == first, "value"].mean()),
-                    "last": float(g.loc[g["step"] == last, "value"].mean()),
-                    "chance": float(g["chance"].mean()) if "chance" in g else None,
-                }
+                m: {"first": at(g, first, "value"), "last": at(g, last, "value"),
+                    "null_mean": at(g, last, "null_mean"), "p_value": at(g, last, "p_value"),
+                    "diffconcept": at(g, last, "diffconcept")}
                 for m, g in whole.groupby("measure")
-            }
+            }  # fmt: skip
             out["alignment_steps"] = [int(first), int(last)]
+            if "p_value" in df:
+                from babelscope.report.claims import alignment_claims
+
+                out["alignment_claims"] = alignment_claims(df)
     p = res / "steering.parquet"
     if p.exists():
         from babelscope.analysis.steering import dose_response
@@ -560,6 +570,8 @@ def print_summary(run: Run) -> None:
             f"{p['first_step']} -> {p['middle_acc_last']:.3f} at step {p['last_step']} "
             f"(last layer {p['last_layer_acc_last']:.3f}; chance {p['chance']:.3f})"
         )
+        for c in h.get("probe_claims", []):
+            console.print(f"  {c}")
     if h.get("similarity"):
         s = h["similarity"]
         console.print(
@@ -571,12 +583,18 @@ def print_summary(run: Run) -> None:
         t = Table(
             title=f"alignment, whole model, step {h['alignment_steps'][0]} -> {h['alignment_steps'][1]}"
         )
-        for c in ("measure", "first", "last", "chance"):
+        for c in ("measure", "first", "last", "null mean (last)", "p (last)", "other concept (last)"):
             t.add_column(c)
+
+        def fmt(v: float | None) -> str:
+            return "" if v is None or v != v else f"{v:.4g}"
+
         for m, v in h["alignment"].items():
-            ch = "" if v["chance"] is None else f"{v['chance']:.4g}"
-            t.add_row(m, f"{v['first']:.4g}", f"{v['last']:.4g}", ch)
+            t.add_row(m, fmt(v["first"]), fmt(v["last"]), fmt(v["null_mean"]), fmt(v["p_value"]),
+                      fmt(v["diffconcept"]))  # fmt: skip
         console.print(t)
+        for c in h.get("alignment_claims", []):
+            console.print(f"  {c}")
     if "steering" in h:
         # Shares with 95 % Wilson intervals: source language, English, concept named.
         for k, v in h["steering"].items():

@@ -27,11 +27,14 @@ SECTIONS: list[tuple[str, str, str]] = [
     (
         "probe",
         "Language identification by layer (Experiment 1)",
-        "A logistic-regression probe predicts the language of token representations in each layer. "
-        "Accuracy is mean ± std over three seeds on held-out sentences. Chance = 1 / number of languages; "
-        "the control probe is trained on language labels shuffled across sentences, so "
-        "selectivity = accuracy − control accuracy. A drop in the middle layers late in training means "
-        "those layers stop keeping languages apart.",
+        "A logistic-regression probe predicts the language of token representations in each layer, "
+        "trained and tested on different sentences. Accuracy is the mean over seeds with a 95 % "
+        "interval that resamples test sentences. Chance = 1 / number of languages. The control task "
+        "(Hewitt & Liang) gives every token type a fixed random language and trains the same probe: "
+        "it is high where a vector identifies its token (the embedding layer), so selectivity = "
+        "accuracy − control accuracy is the part that is about language. The lexical baseline is the "
+        "same probe on token identity alone: how much of LID is just which tokens occur. A drop in the "
+        "middle layers late in training would mean those layers stop keeping languages apart.",
     ),
     (
         "representations",
@@ -54,11 +57,18 @@ SECTIONS: list[tuple[str, str, str]] = [
         "alignment",
         "Concept experts and their cross-lingual alignment (Experiment 2)",
         "For each concept and language, units are ranked by Average Precision (AP) of their pooled "
-        "activation as a score for 'this sentence expresses the concept'. overlap@K = share of the top-K "
-        "experts two languages have in common (chance K / units); Jaccard is the same on set union "
-        "(chance ≈ K / (2·units − K)); transfer AP = AP in language B of the experts found in language A "
-        "(chance = the positive rate); cross-lingual experts = units in the top K for a concept in at "
-        "least m languages. Rising values mean the same neurons carry the concept across languages.",
+        "activation as a score for 'this sentence expresses the concept'. Every pool is split in two "
+        "halves (translations in the same half): experts are chosen on one half and compared or scored "
+        "on the other, both ways. overlap@K = share of the top-K experts two languages have in common; "
+        "Jaccard the same on the union; transfer AP = held-out AP in language B of the experts found "
+        "in language A; own-language AP = the same in A itself (its in-sample version, on the very "
+        "sentences the experts were chosen on, is shown to expose the winner's curse); cross-lingual "
+        "experts = units in the top K for a concept in at least m languages. The reference is a "
+        "permutation null (labels permuted within half × source × length strata, the whole measure "
+        "recomputed): grey band = null mean to 95th percentile, stars = above it at p ≤ 0.05. The "
+        "different-concept reference (red) pairs a concept's experts with other concepts': alignment "
+        "that is not about the concept shows there. The closed forms (K / units, the expected AP of a "
+        "random ranking) are floors only.",
     ),
     (
         "steering",
@@ -151,12 +161,15 @@ def _summary_tables(run_dir: Path) -> dict[str, str]:
     p = res / "probe.parquet"
     if p.exists():
         df = pd.read_parquet(p)
-        g = df.groupby(["step", "layer"])[["accuracy", "control_accuracy"]].mean().reset_index()
-        wide = g.pivot(index="layer", columns="step", values="accuracy")
-        wide.columns = [f"step {c}" for c in wide.columns]
-        out["probe"] = "<h3>Probe accuracy (mean over seeds), layer × checkpoint</h3>" + _table(
-            wide.reset_index(), max_rows=100
-        )
+        from babelscope.report.claims import probe_claims, probe_table
+
+        t = probe_table(df)
+        t = t[t["step"].isin([t["step"].min(), t["step"].max()])]
+        out["probe"] = (
+            "<ul>" + "".join(f"<li>{html.escape(c)}</li>" for c in probe_claims(df)) + "</ul>"
+            + "<h3>Probe at the first and last checkpoint: accuracy [95 % CI], control task, "
+            "selectivity, lexical baseline</h3>" + _table(t.round(4), max_rows=100)
+        )  # fmt: skip
     p = res / "similarity.parquet"
     if p.exists():
         from babelscope.analysis.representations.stage import summary
@@ -169,16 +182,15 @@ def _summary_tables(run_dir: Path) -> dict[str, str]:
     p = res / "alignment.parquet"
     if p.exists():
         df = pd.read_parquet(p)
-        if {"step", "layer", "measure", "value"} <= set(df.columns):
-            whole = df[df["layer"].astype(str) == "all"]
-            if not whole.empty:
-                wide = whole.pivot_table(index="measure", columns="step", values="value")
-                wide.columns = [f"step {c}" for c in wide.columns]
-                if "chance" in whole.columns:
-                    wide["chance"] = whole.groupby("measure")["chance"].mean()
-                out["alignment"] = "<h3>Whole-model alignment, measure × checkpoint</h3>" + _table(
-                    wide.reset_index(), max_rows=50
-                )
+        if {"step", "layer", "measure", "value", "p_value"} <= set(df.columns):
+            from babelscope.report.claims import alignment_claims, alignment_table
+
+            out["alignment"] = (
+                "<ul>" + "".join(f"<li>{html.escape(c)}</li>" for c in alignment_claims(df)) + "</ul>"
+                + "<h3>Per layer at the first and last checkpoint: value [95 % CI], permutation null "
+                "(mean, 95th percentile), p, different-concept reference, floor</h3>"
+                + _table(alignment_table(df).round(4), max_rows=200)
+            )  # fmt: skip
     p = res / "steering.parquet"
     if p.exists():
         df = pd.read_parquet(p)
