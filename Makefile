@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed
 TORCH   := torch==2.13.0
 PYTEST_WORKERS ?= 2
 
-.PHONY: all venv browser demo test test-all bench lint fmt clean
+.PHONY: all venv browser demo results test test-all bench lint fmt clean
 
 all: test
 
@@ -34,6 +34,10 @@ browser:
 
 demo: $(STAMP)
 	$(BIN)/babelscope run
+
+# docs/results.md is generated from the demo's run directory, never typed by hand.
+results: $(STAMP)
+	$(BIN)/python -m babelscope.report.results_md runs/demo > docs/results.md.tmp && mv docs/results.md.tmp docs/results.md
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
