@@ -10,6 +10,7 @@ import torch
 
 from babelscope.checkpoints.inspect import inspect_series, usable
 from babelscope.checkpoints.series import resolve_series
+from babelscope.errors import BabelscopeError
 from helpers import TINY_TEXTS
 
 TEXTS = {lang: sents[6:] for lang, sents in TINY_TEXTS.items()}
@@ -54,7 +55,28 @@ def test_flags_duplicates_and_broken_checkpoints(flawed_series):
     assert "broken:nonfinite" in flags[5]
     assert flags[6] == "duplicate_of:0"
     assert usable(df) == [0, 1, 2]
-    assert usable(df, include_flagged=True) == list(range(7))
+    # Duplicates and perplexity outliers can be kept; NaN weights cannot be analysed, and
+    # keeping them is a one-line error naming the step (not a traceback stages later).
+    with pytest.raises(BabelscopeError, match=r"include_flagged keeps step 5 \(broken:nonfinite"):
+        usable(df, include_flagged=True)
+    assert usable(df[df["step"] != 5], include_flagged=True) == [0, 1, 2, 3, 4, 6]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "zero-bytes", "garbage-header"])
+def test_a_broken_weight_file_is_a_flagged_checkpoint(tiny_series_dir, tmp_path, damage):
+    series = tmp_path / "series"
+    shutil.copytree(tiny_series_dir, series)
+    f = series / "step-1" / "model.safetensors"
+    data = f.read_bytes()
+    f.write_bytes(
+        {"truncated": data[: len(data) // 2], "zero-bytes": b"",
+         "garbage-header": b"\xff" * 8 + data[8:]}[damage]
+    )  # fmt: skip
+    df = inspect_series(resolve_series(series), TEXTS)
+    flags = dict(zip(df["step"], df["flags"], strict=True))
+    assert flags == {0: "", 1: "broken:unreadable", 2: ""}
+    assert "cannot load step 1" in df.loc[df["step"] == 1, "error"].iloc[0]
+    assert usable(df) == [0, 2]
 
 
 def _cli(argv: list[str]) -> None:
