@@ -16,6 +16,7 @@ from babelscope.corpora.cipher import (
     char_class,
     control_id,
     control_lexicon,
+    detect_control,
     load_ciphers,
     make_cipher,
 )
@@ -180,6 +181,9 @@ def test_control_rows_and_lexicon():
         o = orig.loc[r["id"].split(":", 1)[1]]
         assert r["text"] == cipher.encode(o["text"])
         assert (r["split"], r["align_id"], r["source"]) == (o["split"], o["align_id"], o["source"])
+    assert detect_control(ctrl["text"].iloc[0], [cipher]) == "spa~x"
+    assert detect_control(orig["text"].iloc[0], [cipher]) is None
+    assert detect_control("123 !", [cipher]) is None
     lex = control_lexicon(table, [cipher])
     assert lex.words("city", "spa~x") == [cipher.encode("ciudad") + "*"]
     hits = lex.label_texts(ctrl["text"].tolist(), "spa~x")

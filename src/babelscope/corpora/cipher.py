@@ -278,6 +278,21 @@ def control_lexicon(lexicon: Any, ciphers: Sequence[Cipher]) -> Any:
     return type(lexicon)(table=table, source=f"{lexicon.source} + controls")
 
 
+def detect_control(text: str, ciphers: Sequence[Cipher], min_share: float = 0.5) -> str | None:
+    """The control whose letters make up at least ``min_share`` of the letters of
+    ``text`` (for judging generated text: language identifiers do not know ciphers)."""
+    letters = [ch for ch in text if char_class(ch) == "letter"]
+    if not letters:
+        return None
+    best, share = None, 0.0
+    for cipher in ciphers:
+        targets = cipher._inverse
+        s = sum(ch in targets for ch in letters) / len(letters)
+        if s > share:
+            best, share = cipher.code, s
+    return best if share >= min_share else None
+
+
 def load_ciphers(data_dir: str | Path) -> list[Cipher]:
     """The ciphers of a data directory's controls (none when it has no control)."""
     from babelscope.corpora.corpus import load_manifest
@@ -299,6 +314,7 @@ __all__ = [
     "control_id",
     "control_lexicon",
     "control_rows",
+    "detect_control",
     "load_ciphers",
     "make_cipher",
     "split_controls",
