@@ -24,13 +24,9 @@ saved at once (resume), and ``results/probe.parquet`` carries provenance.
 
 from __future__ import annotations
 
-import json
-import math
 import os
-import time
 import warnings
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -40,15 +36,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from babelscope.errors import BabelscopeError
 
 if TYPE_CHECKING:
-    from babelscope.checkpoints.series import CheckpointSeries
+    pass
 
 RESULT_COLUMNS = [
     "step", "layer", "seed", "accuracy", "ci_lo", "ci_hi", "control_accuracy", "selectivity",
     "lexical_accuracy", "chance", "n_train", "n_test", "n_languages", "converged",
 ]  # fmt: skip
-CONFUSION_FILE = "probe_confusion.parquet"
-PROBE_FILE = "probe.parquet"
-PARTIAL_DIR = ".probe"  # per-step results of an unfinished run, under results/
 
 
 def available_cores() -> int:
@@ -453,232 +446,18 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     ).reset_index()
 
 
-# --------------------------------------------------------------------------- over a series
+# The driver over a checkpoint series lives in probe_stage.py; re-exported here so that
+# ``babelscope.analysis.probe`` stays the one place to import the probe from.
+from babelscope.analysis.probe_stage import (  # noqa: E402
+    CONFUSION_FILE,
+    PARTIAL_DIR,
+    PROBE_FILE,
+    run_probe,
+    select_sentences,
+)
 
-
-def select_sentences(
-    corpus: pd.DataFrame, languages: Sequence[str], per_language: int, *, seed: int = 0
-) -> pd.DataFrame:
-    """Draw ``per_language`` sentences of every language, deterministically.
-
-    Held-out sentences come first (text the model did not train on), then training ones;
-    within each the order is a seeded shuffle of the ids, so the draw does not depend on
-    the row order of the corpus file. A language with too few sentences is an error.
-    """
-    if len(languages) < 2:
-        found = ", ".join(languages) or "none"
-        raise BabelscopeError(
-            f"a language probe needs at least two languages (found: {found}); add languages"
-        )
-    picked = []
-    for lang in languages:
-        g = corpus[corpus["lang"] == lang].sort_values("id")
-        if len(g) < per_language:
-            raise BabelscopeError(
-                f"language {lang} has {len(g)} sentences; the probe asks for {per_language} per language: "
-                "lower sentences_per_language (--sentences-per-language) or add text"
-            )
-        rng = np.random.default_rng([seed, int.from_bytes(lang.encode()[:8], "little")])
-        order = rng.permutation(len(g))
-        g = g.iloc[order]
-        g = pd.concat([g[g["split"] == "heldout"], g[g["split"] != "heldout"]])
-        picked.append(g.head(per_language))
-    return pd.concat(picked, ignore_index=True)
-
-
-def _tokens_per_sentence(settings: ProbeSettings) -> int | None:
-    """How many tokens to keep per sentence at extraction.
-
-    Enough that the train and test sides can each fill their share of tokens_per_language
-    (with slack for short sentences); sampling all tokens would only cost memory.
-    """
-    if settings.tokens_per_sentence is not None:
-        return settings.tokens_per_sentence
-    if settings.tokens_per_language is None:
-        return None
-    return max(4, math.ceil(2 * settings.tokens_per_language / settings.sentences_per_language))
-
-
-def _activations(
-    model: Any, tokenizer: Any, texts: list[str], text_lang: np.ndarray, layers: list[int], settings: ProbeSettings,
-) -> tuple[dict[int, np.ndarray], np.ndarray, np.ndarray, list[Any]]:  # fmt: skip
-    """One forward pass over ``texts``: per layer the rows to probe, their language, sentence
-    and token type(s) (the control task and the lexical baseline need them)."""
-    from babelscope.activations.extract import context_length, extract_pooled, extract_token_samples
-
-    # Never past the model's context: positions it was not trained on would be noise.
-    limits = [n for n in (settings.max_length, context_length(model, tokenizer)) if n]
-    max_length = min(limits) if limits else None
-    common = dict(kind="residual", layers=layers, batch_size=settings.batch_size, max_length=max_length)  # fmt: skip
-    if settings.level == "sentence":
-        pooled = extract_pooled(model, tokenizer, texts, pooling="mean", **common)
-        arrays = {layer: pooled.get(layer) for layer in layers}
-        bags = [tokenizer(t, add_special_tokens=False)["input_ids"][:max_length] for t in texts]
-        return arrays, text_lang, np.arange(len(texts)), bags
-    samples = extract_token_samples(
-        model, tokenizer, texts, tokens_per_text=_tokens_per_sentence(settings), seed=0, **common
-    )
-    sid = np.asarray(samples.sentence_index)
-    arrays = {layer: samples.get(layer) for layer in layers}
-    return arrays, text_lang[sid], sid, list(np.asarray(samples.token_id))
-
-
-def _read_partial(
-    path: Path, key: str, identity: dict[str, Any]
-) -> tuple[pd.DataFrame, str] | None:
-    """A finished checkpoint's rows if they were made by the same settings, data and checkpoint."""
-    from babelscope.io import read_parquet_metadata
-
-    if not path.exists():
-        return None
-    try:
-        meta = read_parquet_metadata(path)
-    except Exception:  # noqa: BLE001 - an unreadable partial is simply redone
-        return None
-    if meta.get("key") != key or meta.get("checkpoint") != identity:
-        return None
-    return pd.read_parquet(path), str(meta.get("fingerprint"))
-
-
-def run_probe(
-    series: CheckpointSeries,
-    data_dir: str | Path,
-    out_dir: str | Path,
-    settings: ProbeSettings | None = None,
-    *,
-    device: str = "cpu",
-    dtype: str = "fp32",
-) -> pd.DataFrame:
-    """LID probes for every checkpoint of ``series``; writes ``out_dir/results/probe.parquet``.
-
-    Per checkpoint one forward pass gives every requested residual layer; the per-layer
-    probes run in parallel (``settings.n_jobs``, default all cores). Each finished checkpoint
-    is saved under ``results/.probe/`` at once, so an interrupted run resumes where it stopped
-    (a saved step is reused only for the same settings, data and checkpoint). Returns the
-    combined frame (``RESULT_COLUMNS``), which carries provenance in its Parquet metadata.
-    """
-    from babelscope.checkpoints.series import checkpoint_signature, load_checkpoint
-    from babelscope.corpora.corpus import data_hash, load_corpus
-    from babelscope.io import provenance, settings_hash, write_parquet_atomic
-    from babelscope.progress import info, track, warn
-
-    settings = settings or ProbeSettings()
-    data_dir, out_dir = Path(data_dir), Path(out_dir)
-    if not series.checkpoints:
-        raise BabelscopeError(f"series {series.name} has no checkpoints to probe")
-    corpus = load_corpus(data_dir, languages=settings.languages)
-    languages = list(settings.languages) if settings.languages else sorted(corpus["lang"].unique())
-    chosen = select_sentences(corpus, languages, settings.sentences_per_language)
-    texts = chosen["text"].tolist()
-    text_lang = chosen["lang"].to_numpy()
-    dhash = data_hash(data_dir)
-    key = settings_hash(
-        {"settings": settings.result_key(), "data_hash": dhash, "ids": chosen["id"].tolist()}
-    )
-    results = out_dir / "results"
-    partial = results / PARTIAL_DIR
-
-    frames: list[pd.DataFrame] = []
-    fingerprints: dict[int, str] = {}
-    reused: list[int] = []
-    timings: list[float] = []
-    for ckpt in track(series.checkpoints, f"probe: {len(series.checkpoints)} checkpoints"):
-        # The weights' files and the dtype: new weights at the same path are new results.
-        # (through JSON, as it is stored: tuples come back as lists)
-        identity = json.loads(json.dumps({**checkpoint_signature(ckpt), "dtype": dtype}))
-        path = partial / f"step-{ckpt.step}.parquet"
-        hit = _read_partial(path, key, identity)
-        if hit is not None:
-            frames.append(hit[0])
-            fingerprints[ckpt.step] = hit[1]
-            reused.append(ckpt.step)
-            continue
-        t0 = time.perf_counter()
-        loaded = load_checkpoint(ckpt, dtype=dtype, device=device)
-        layers = check_layers(settings.layers, _n_residual_layers(loaded.model))
-        arrays, row_lang, row_sid, types = _activations(
-            loaded.model, loaded.tokenizer, texts, text_lang, layers, settings
-        )
-        del loaded.model  # free the weights before the probes fork their workers
-        df = probe_layers(arrays, row_lang, row_sid, settings, token_types=types)
-        df.insert(0, "step", int(ckpt.step))
-        conf_rows = _confusion_rows(df, sorted(set(row_lang)))
-        df = df[RESULT_COLUMNS]
-        write_parquet_atomic(conf_rows, partial / f"step-{ckpt.step}.confusion.parquet",
-                             metadata={"key": key, "checkpoint": identity})  # fmt: skip
-        write_parquet_atomic(
-            df,
-            path,
-            metadata={"key": key, "checkpoint": identity, "fingerprint": loaded.fingerprint},
-        )
-        frames.append(df)
-        fingerprints[ckpt.step] = loaded.fingerprint
-        timings.append(time.perf_counter() - t0)
-    if reused:
-        info(f"probe: reused finished results for step(s) {', '.join(map(str, reused))}")
-    if timings:
-        info(f"probe: {sum(timings) / len(timings):.1f} s per checkpoint")
-
-    combined = pd.concat(frames, ignore_index=True).sort_values(
-        ["step", "layer", "seed"], ignore_index=True
-    )
-    if settings.level == "token" and settings.tokens_per_language is not None:
-        test_share = 1.0 / settings.folds if settings.folds else settings.test_fraction
-        want = settings.tokens_per_language - max(
-            1, round(settings.tokens_per_language * test_share)
-        )
-        short = combined["n_train"] < want * len(languages)
-        if short.any():
-            warn(
-                f"probe: fewer tokens than tokens_per_language={settings.tokens_per_language} for some "
-                f"checkpoints/layers (smallest train set {int(combined['n_train'].min())}); sentences are short: "
-                "raise sentences_per_language or tokens_per_sentence"
-            )
-    if not combined["converged"].all():
-        warn(
-            f"probe: {int((~combined['converged']).sum())} probe(s) hit max_iter={settings.max_iter}; raise max_iter"
-        )
-    meta = provenance(
-        "probe", series=series.name, fingerprints=fingerprints, data_hash=dhash, settings=settings.model_dump(),
-        languages=languages, sentences=len(chosen), key=key,
-        control="type-level control task (Hewitt & Liang): a fixed random language per token type",
-        lexical="the same probe on token identity (one-hot type; bag of types for sentence vectors)",
-        interval="95% bootstrap over test sentences of the mean over seeds",
-    )  # fmt: skip
-    conf = [
-        pd.read_parquet(partial / f"step-{c.step}.confusion.parquet")
-        for c in series.checkpoints
-        if (partial / f"step-{c.step}.confusion.parquet").exists()
-    ]
-    if conf:
-        write_parquet_atomic(
-            pd.concat(conf, ignore_index=True), results / CONFUSION_FILE, metadata=meta
-        )
-    write_parquet_atomic(combined, results / PROBE_FILE, metadata=meta)
-    return combined
-
-
-def _confusion_rows(df: pd.DataFrame, langs: list[str]) -> pd.DataFrame:
-    """Long-form confusion counts (step, layer, true, predicted, count), summed over seeds."""
-    rows = []
-    for (step, layer), g in df.groupby(["step", "layer"]):
-        total = np.sum([np.asarray(c) for c in g["confusion"]], axis=0)
-        for i, a in enumerate(langs):
-            for j, b in enumerate(langs):
-                rows.append(
-                    dict(
-                        step=int(step),
-                        layer=int(layer),
-                        true=a,
-                        predicted=b,
-                        count=int(total[i, j]),
-                    )
-                )
-    return pd.DataFrame(rows)
-
-
-def _n_residual_layers(model: Any) -> int:
-    """Residual layers of ``model``: 0 (embedding output) .. L, so L + 1 of them."""
-    from babelscope.activations.neurons import hook_points, layers_of
-
-    return len(layers_of(hook_points(model, "residual")))
+__all__ = [
+    "CONFUSION_FILE", "PARTIAL_DIR", "PROBE_FILE", "RESULT_COLUMNS", "ProbeSettings",
+    "check_layers", "probe_layer", "probe_layers", "run_probe", "select_sentences",
+    "sentence_splits", "split_indices", "summarize",
+]  # fmt: skip
