@@ -77,3 +77,19 @@ def test_bad_input_is_a_user_error():
     bad[0, 0, 0] = np.nan
     with pytest.raises(BabelscopeError, match="NaN"):
         retrieval(bad)
+
+
+def test_precomputed_cosines_give_the_same_result():
+    from babelscope.analysis.representations.retrieval import pair_cosines
+    from babelscope.analysis.representations.similarity import margin
+
+    x = planted(n_lang=3, n=12, d=8)
+    p = random_pairings(20, 6, 12, seed=1)
+    for centred in (False, True):
+        cos = pair_cosines(x, centred)
+        a = retrieval(x, centred=centred, pairings=p)
+        b = retrieval(x, pairings=p, cos=cos)
+        assert a.precision == b.precision and np.array_equal(a.null, b.null)
+        assert np.array_equal(a.pairs_a, b.pairs_a)
+        m1, m2 = margin(x, centred=centred, pairings=p), margin(x, pairings=p, cos=cos)
+        assert m1.value == m2.value and np.array_equal(m1.null, m2.null)

@@ -75,6 +75,17 @@ def ordered_pairs(n_languages: int) -> tuple[np.ndarray, np.ndarray]:
     return a[keep], b[keep]
 
 
+def pair_cosines(x: np.ndarray, centred: bool = False) -> np.ndarray:
+    """Cosines for every ordered language pair: ``(n_pairs, n_items, n_items)`` in the order
+    of :func:`ordered_pairs`; compute once, pass as ``cos=`` to :func:`retrieval` and
+    :func:`~babelscope.analysis.representations.similarity.margin`."""
+    x = check_parallel(x)
+    if centred:
+        x = centre_languages(x)
+    pa, pb = ordered_pairs(x.shape[0])
+    return cosine_tensor(x)[pa, pb]
+
+
 def random_pairings(n_permutations: int, n_pairs: int, n_items: int, seed: int = 0) -> np.ndarray:
     """Shuffled pairings ``(n_permutations, n_pairs, n_items)``: in draw ``r`` item ``i`` of
     pair ``k`` is paired with item ``[r, k, i]``. Made once, they serve every layer."""
@@ -121,18 +132,18 @@ def retrieval(
     n_boot: int = 1000,
     seed: int = 0,
     pairings: np.ndarray | None = None,
+    cos: np.ndarray | None = None,
 ) -> RetrievalResult:
     """Translation retrieval precision@1 over all ordered language pairs of one layer.
 
     ``pairings``: the null's shuffled pairings (:func:`random_pairings`), to share them
-    between layers; by default drawn here from ``seed``.
+    between layers; by default drawn here from ``seed``. ``cos``: :func:`pair_cosines` of
+    ``x`` (with the same ``centred``), when already computed.
     """
-    x = check_parallel(x)
-    if centred:
-        x = centre_languages(x)
-    n_lang, n = x.shape[:2]
-    pa, pb = ordered_pairs(n_lang)
-    cos = cosine_tensor(x)[pa, pb]  # (pairs, n, n)
+    if cos is None:
+        cos = pair_cosines(x, centred)  # (pairs, n, n)
+    n = cos.shape[1]
+    pa, pb = ordered_pairs(int(round(0.5 + np.sqrt(0.25 + cos.shape[0]))))
     nearest = cos.argmax(axis=2)  # (pairs, n)
     hits = nearest == np.arange(n)[None, :]
     if pairings is None:

@@ -24,10 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from babelscope.analysis.representations.retrieval import (
-    centre_languages,
     check_parallel,
-    cosine_tensor,
-    ordered_pairs,
+    pair_cosines,
     random_pairings,
 )
 from babelscope.analysis.stats import bootstrap_interval, null_summary
@@ -116,27 +114,26 @@ def margin(
     n_boot: int = 1000,
     seed: int = 0,
     pairings: np.ndarray | None = None,
+    cos: np.ndarray | None = None,
 ) -> SimilarityResult:
     """Mean cosine of translation pairs minus that of non-translation pairs (ordered pairs).
 
-    ``pairings``: the null's shuffled pairings (:func:`random_pairings`), shareable.
+    ``pairings``: the null's shuffled pairings (:func:`random_pairings`), shareable;
+    ``cos``: :func:`pair_cosines` of ``x`` (same ``centred``), when already computed.
     """
-    x = check_parallel(x)
-    if centred:
-        x = centre_languages(x)
-    n_lang, n = x.shape[:2]
-    pa, pb = ordered_pairs(n_lang)
-    cos = cosine_tensor(x)[pa, pb]  # (pairs, n, n)
+    if cos is None:
+        cos = pair_cosines(x, centred)  # (pairs, n, n)
+    n_pairs, n = cos.shape[:2]
     rowsum = cos.sum(axis=2)
     diag = np.diagonal(cos, axis1=1, axis2=2)
     own = diag - (rowsum - diag) / (n - 1)  # (pairs, n)
     if pairings is None:
-        pairings = random_pairings(n_permutations, len(pa), n, seed)
-    where = (np.arange(len(pa))[:, None] * n * n + np.arange(n) * n)[None] + pairings
+        pairings = random_pairings(n_permutations, n_pairs, n, seed)
+    where = (np.arange(n_pairs)[:, None] * n * n + np.arange(n) * n)[None] + pairings
     hit = np.take(cos.ravel(), where)  # cos[k, i, pairings[r, k, i]]
     null = (hit - (rowsum[None] - hit) / (n - 1)).mean(axis=(1, 2))
     lo, hi = bootstrap_interval(own.mean(axis=0), n_boot=n_boot, seed=seed)
     return SimilarityResult(
         value=float(own.mean()), ci_low=lo, ci_high=hi, null=null, chance=0.0,
-        n_items=n, n_pairs=len(pa),
+        n_items=n, n_pairs=n_pairs,
     )  # fmt: skip

@@ -139,7 +139,7 @@ def measure_checkpoint(
         lens_summary,
         sentence_means,
     )  # fmt: skip
-    from babelscope.analysis.representations.retrieval import retrieval
+    from babelscope.analysis.representations.retrieval import pair_cosines, retrieval
     from babelscope.analysis.representations.similarity import cka, margin
     from babelscope.progress import track
 
@@ -162,12 +162,13 @@ def measure_checkpoint(
     for layer in track(samples.layers, f"similarity: step {step}, layers", transient=True):
         x = samples.get(layer)
         pooled = sentence_means(x, sid, len(texts)).reshape(n_lang, n, -1)
+        raw, cen = pair_cosines(pooled), pair_cosines(pooled, centred=True)
         found = {
-            "retrieval": retrieval(pooled, pairings=pairings, **common),
-            "retrieval_centred": retrieval(pooled, centred=True, pairings=pairings, **common),
+            "retrieval": retrieval(pooled, pairings=pairings, cos=raw, **common),
+            "retrieval_centred": retrieval(pooled, pairings=pairings, cos=cen, **common),
             "cka": cka(pooled, n_permutations=settings.n_permutations, **common),
-            "margin": margin(pooled, pairings=pairings, **common),
-            "margin_centred": margin(pooled, centred=True, pairings=pairings, **common),
+            "margin": margin(pooled, pairings=pairings, cos=raw, **common),
+            "margin_centred": margin(pooled, pairings=pairings, cos=cen, **common),
         }
         rows += [{"layer": layer, "measure": k, **v.row()} for k, v in found.items()]
         if settings.lens:
