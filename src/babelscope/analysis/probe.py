@@ -294,6 +294,7 @@ def probe_layer(
     sentence_ids: Sequence[Any] | np.ndarray,
     *,
     token_types: Sequence[Any] | np.ndarray | None = None,
+    lexical: bool = True,
     seeds: Sequence[int] = (0, 1, 2),
     test_fraction: float = 0.2,
     folds: int | None = None,
@@ -337,7 +338,8 @@ def probe_layer(
         and all(np.ndim(t) == 0 for t in token_types)
     )
     types = np.asarray(token_types, dtype=np.int64) if by_token else None
-    X_types = one_hot_types(token_types, len(X)) if token_types is not None else None
+    # the lexical baseline does not depend on X: callers probing many layers run it once
+    X_types = one_hot_types(token_types, len(X)) if token_types is not None and lexical else None
     results, per_seed = [], []
     for seed in seeds:
         rng = np.random.default_rng(seed)
@@ -417,13 +419,22 @@ def probe_layers(
                   token_types=token_types)  # fmt: skip
     labels, sids = np.asarray(lang_labels), np.asarray(sentence_ids)
     if n_jobs == 1:
-        per_layer = [probe_layer(arrays[layer], labels, sids, **kwargs) for layer in layers]
+        per_layer = [
+            probe_layer(arrays[layer], labels, sids, lexical=layer == layers[0], **kwargs)
+            for layer in layers
+        ]
     else:
         # Processes, not threads: L-BFGS spends much of its time in Python. joblib caps each
         # worker's BLAS threads so n_jobs workers do not oversubscribe the cores.
         per_layer = Parallel(n_jobs=n_jobs)(
-            delayed(probe_layer)(arrays[layer], labels, sids, **kwargs) for layer in layers
+            delayed(probe_layer)(arrays[layer], labels, sids, lexical=layer == layers[0], **kwargs)
+            for layer in layers
         )
+    # The lexical baseline sees token identity only, the same rows and splits in every
+    # layer: computed once (first layer) and shown in every row.
+    for res in per_layer[1:]:
+        for r, r0 in zip(res, per_layer[0], strict=True):
+            r["lexical_accuracy"] = r0["lexical_accuracy"]
     rows = [
         dict(layer=layer, **r) for layer, res in zip(layers, per_layer, strict=True) for r in res
     ]
