@@ -231,45 +231,47 @@ class Intervention:
 
     # -- hooking -------------------------------------------------------------------
 
-    def attach(self, model: Any) -> InterventionHandle:
-        """Register the forcing hooks on ``model``; returns a handle (also a context
-        manager) whose ``remove()`` takes them off and leaves the model as it was."""
+    def placements(self, model: Any) -> list[tuple[Any, list[int], list[float]]]:
+        """``(hook point, units within it, values)`` for every hook point this touches.
+
+        A layer may hold several hook points (``linear_all``): its unit index runs over
+        their concatenation, in hook_points order. Errors if made for another model.
+        """
         from babelscope.activations.neurons import hook_points
 
-        # A layer may hold several hook points (``linear_all``): its unit index runs over
-        # their concatenation, in hook_points order.
         points: dict[int, list[Any]] = {}
         for hp in hook_points(model, kind=self.kind):
             points.setdefault(hp.layer, []).append(hp)
+        out = []
+        for la, (units, values) in self.by_layer().items():
+            if la not in points:
+                raise BabelscopeError(
+                    f"the intervention forces layer {la} but the model has {self.kind} layers "
+                    f"{min(points)}..{max(points)}: it was made for another model"
+                )
+            width = sum(hp.width for hp in points[la])
+            if max(units) >= width:
+                raise BabelscopeError(
+                    f"the intervention forces unit {max(units)} of layer {la}, which has "
+                    f"{width} units: it was made for another model"
+                )
+            start = 0
+            for hp in points[la]:
+                mine = [(u - start, v) for u, v in zip(units, values, strict=True)
+                        if start <= u < start + hp.width]  # fmt: skip
+                start += hp.width
+                if mine:
+                    out.append((hp, [u for u, _ in mine], [v for _, v in mine]))
+        return out
+
+    def attach(self, model: Any) -> InterventionHandle:
+        """Register the forcing hooks on ``model``; returns a handle (also a context
+        manager) whose ``remove()`` takes them off and leaves the model as it was."""
+        placed = self.placements(model)
         handle = InterventionHandle()
         try:
-            for la, (units, values) in self.by_layer().items():
-                if la not in points:
-                    raise BabelscopeError(
-                        f"the intervention forces layer {la} but the model has {self.kind} layers "
-                        f"{min(points)}..{max(points)}: it was made for another model"
-                    )
-                width = sum(hp.width for hp in points[la])
-                if max(units) >= width:
-                    raise BabelscopeError(
-                        f"the intervention forces unit {max(units)} of layer {la}, which has "
-                        f"{width} units: it was made for another model"
-                    )
-                start = 0
-                for hp in points[la]:
-                    mine = [(u - start, v) for u, v in zip(units, values, strict=True)
-                            if start <= u < start + hp.width]  # fmt: skip
-                    start += hp.width
-                    if not mine:
-                        continue
-                    hook = _ForceHook(
-                        [u for u, _ in mine], [v for _, v in mine], add=self.mode == "add"
-                    )
-                    if hp.reads == "input":
-                        h = hp.module.register_forward_pre_hook(hook.pre, with_kwargs=True)
-                    else:
-                        h = hp.module.register_forward_hook(hook.post)
-                    handle._handles.append(h)
+            for hp, units, values in placed:
+                handle.add(hp, _ForceHook(units, values, add=self.mode == "add"))
         except BaseException:
             handle.remove()
             raise
@@ -352,6 +354,13 @@ class InterventionHandle:
 
     def __init__(self) -> None:
         self._handles: list[Any] = []
+
+    def add(self, point: Any, hook: Any) -> None:
+        """Register ``hook`` (with ``pre``/``post`` methods) where ``point`` reads its units."""
+        if point.reads == "input":
+            self._handles.append(point.module.register_forward_pre_hook(hook.pre, with_kwargs=True))
+        else:
+            self._handles.append(point.module.register_forward_hook(hook.post))
 
     def remove(self) -> None:
         while self._handles:

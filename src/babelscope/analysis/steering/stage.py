@@ -34,6 +34,8 @@ COLUMNS = [
 ]  # fmt: skip
 # Settings that do not change a checkpoint's rows (batching gives the same text by design).
 _NOT_IN_KEY = {"steps", "checkpoints", "batch_size", "concepts", "max_concepts"}
+# Rows per generation batch when batch_size is not set (rows of every condition mixed).
+ROWS_PER_BATCH = 256
 
 
 def judge_outputs(
@@ -88,7 +90,6 @@ def steer_checkpoint(
     no scores in ``other_lang``) is left out for that concept.
     """
     from babelscope.activations.neurons import hook_points
-    from babelscope.progress import track
 
     ks = settings.resolve_ks(sum(p.width for p in hook_points(model, kind)))
     seeds = list(range(settings.seeds))
@@ -98,73 +99,95 @@ def steer_checkpoint(
     common = {"step": int(step), "source_lang": src, "statistic": settings.statistic,
               "mode": settings.mode}  # fmt: skip
 
-    def run(iv: Any, run_seeds: list[int]) -> tuple[list[list[int]], list[float]]:
-        kw = dict(max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
-                  top_p=settings.top_p, use_cache=settings.use_cache,
-                  batch_size=settings.batch_size, eos_token_id=tokenizer.eos_token_id)  # fmt: skip
-        if iv is None:
-            ids = sample_tokens(model, prompt, run_seeds, **kw)
-        else:
-            with iv.attach(model):
-                ids = sample_tokens(model, prompt, run_seeds, **kw)
-        if not settings.fluency:
-            return ids, [float("nan")] * len(ids)
-        return ids, token_losses(model, prompt, ids, pad_id=pad)  # unforced model
-
-    def save(iv: Any, name: str) -> None:
-        if save_dir is not None:
-            iv.save(save_dir / f"step-{step}_{name}.json")
-
+    # Every output of the checkpoint is a job (condition, K, draw) x seed; all jobs run
+    # together, ``rows`` rows per batch, each row under its own intervention.
+    jobs: list[tuple[dict[str, Any], Any, list[int]]] = []
+    if "none" in settings.conditions:
+        jobs.append(({"condition": "none", "forced_from": "", "k": 0, "draw": -1,
+                      "statistic": "", "mode": ""}, None, seeds))  # fmt: skip
+    for concept in concepts:
+        own = scores[(concept, src)]
+        for k in ks:
+            base = {"concept": concept, "k": int(k), "draw": -1}
+            experts, z = expert_intervention(
+                own, values[src], k, statistic=settings.statistic, mode=settings.mode, kind=kind
+            )
+            if "experts" in settings.conditions:
+                jobs.append(({**base, "condition": "experts", "forced_from": f"{concept}/{src}"},
+                             experts, seeds))  # fmt: skip
+            if "random" in settings.conditions:
+                flat = top_experts(own, k)
+                for d in range(settings.random_draws):
+                    split = settings.random_seeds == "split"
+                    run_seeds = seeds[d :: settings.random_draws] if split else seeds
+                    if not run_seeds:
+                        continue
+                    iv = matched_random(
+                        own, values[src], flat, z, statistic=settings.statistic,
+                        mode=settings.mode, seed=draw_seed(settings.random_seed, step, concept, k, d),
+                        draw=d, kind=kind,
+                    )  # fmt: skip
+                    jobs.append(({**base, "condition": "random", "forced_from": f"random/{src}",
+                                  "draw": d}, iv, run_seeds))  # fmt: skip
+            other = partners.get(concept)
+            if "other_concept" in settings.conditions and other is not None:
+                iv, _ = expert_intervention(
+                    scores[(other, src)], values[src], k, statistic=settings.statistic,
+                    mode=settings.mode, condition="other_concept", kind=kind,
+                )  # fmt: skip
+                jobs.append(({**base, "condition": "other_concept", "forced_from": f"{other}/{src}"},
+                             iv, seeds))  # fmt: skip
+            if "other_lang" in settings.conditions and (concept, oth) in scores and oth in values:
+                iv, _ = expert_intervention(
+                    scores[(concept, oth)], values[oth], k, statistic=settings.statistic,
+                    mode=settings.mode, condition="other_lang", kind=kind,
+                )  # fmt: skip
+                jobs.append(({**base, "condition": "other_lang", "forced_from": f"{concept}/{oth}"},
+                             iv, seeds))  # fmt: skip
+    if save_dir is not None:
+        for meta, iv, _ in jobs:
+            if iv is not None:
+                draw = f"_d{meta['draw']}" if meta["draw"] >= 0 else ""
+                iv.save(
+                    save_dir
+                    / f"step-{step}_{meta['concept']}_{meta['condition']}_k{meta['k']}{draw}.json"
+                )
+    ids, losses = _generate(model, tokenizer, prompt, jobs, settings, pad)
     rows: list[dict[str, Any]] = []
     judge_kw = dict(tokenizer=tokenizer, lexicon=lexicon, judge=judge, source_lang=src)
-    if "none" in settings.conditions:
-        ids, losses = run(None, seeds)
-        for concept in concepts:
-            base = {**common, "concept": concept, "condition": "none", "forced_from": "",
-                    "k": 0, "draw": -1, "statistic": "", "mode": ""}  # fmt: skip
-            rows += judge_outputs(ids, losses, seeds, concept, base=base, **judge_kw)
-    jobs = [(c, k) for c in concepts for k in ks]
-    for concept, k in track(jobs, f"step {step}: {len(concepts)} concept(s) x {len(ks)} K"):
-        own = scores[(concept, src)]
-        base = {**common, "concept": concept, "k": int(k), "draw": -1}
-        experts, z = expert_intervention(
-            own, values[src], k, statistic=settings.statistic, mode=settings.mode, kind=kind
-        )
-        todo: list[tuple[str, str, Any, int, list[int]]] = []
-        if "experts" in settings.conditions:
-            todo.append(("experts", f"{concept}/{src}", experts, -1, seeds))
-        if "random" in settings.conditions:
-            flat = top_experts(own, k)
-            for d in range(settings.random_draws):
-                run_seeds = (
-                    seeds[d :: settings.random_draws] if settings.random_seeds == "split" else seeds
-                )
-                if not run_seeds:
-                    continue
-                iv = matched_random(
-                    own, values[src], flat, z, statistic=settings.statistic, mode=settings.mode,
-                    seed=draw_seed(settings.random_seed, step, concept, k, d), draw=d, kind=kind,
-                )  # fmt: skip
-                todo.append(("random", f"random/{src}", iv, d, run_seeds))
-        other = partners.get(concept)
-        if "other_concept" in settings.conditions and other is not None:
-            iv, _ = expert_intervention(
-                scores[(other, src)], values[src], k, statistic=settings.statistic,
-                mode=settings.mode, condition="other_concept", kind=kind,
-            )  # fmt: skip
-            todo.append(("other_concept", f"{other}/{src}", iv, -1, seeds))
-        if "other_lang" in settings.conditions and (concept, oth) in scores and oth in values:
-            iv, _ = expert_intervention(
-                scores[(concept, oth)], values[oth], k, statistic=settings.statistic,
-                mode=settings.mode, condition="other_lang", kind=kind,
-            )  # fmt: skip
-            todo.append(("other_lang", f"{concept}/{oth}", iv, -1, seeds))
-        for condition, forced_from, iv, draw, run_seeds in todo:
-            save(iv, f"{concept}_{condition}_k{k}" + (f"_d{draw}" if draw >= 0 else ""))
-            ids, losses = run(iv, run_seeds)
-            b = {**base, "condition": condition, "forced_from": forced_from, "draw": draw}
-            rows += judge_outputs(ids, losses, run_seeds, concept, base=b, **judge_kw)
+    at = 0
+    for meta, _, run_seeds in jobs:
+        out, loss = ids[at : at + len(run_seeds)], losses[at : at + len(run_seeds)]
+        at += len(run_seeds)
+        # The unforced outputs are one set of texts, judged for every concept.
+        for concept in concepts if meta["condition"] == "none" else [meta["concept"]]:
+            base = {**common, **meta, "concept": concept}
+            rows += judge_outputs(out, loss, run_seeds, concept, base=base, **judge_kw)
     return rows
+
+
+def _generate(
+    model: Any, tokenizer: Any, prompt: list[int], jobs: list, settings: SteerSettings, pad: int
+) -> tuple[list[list[int]], list[float]]:
+    """Sample every job's seeds (job order, then seed order) in batches of mixed jobs; the
+    token ids and their loss per token under the unforced model."""
+    from babelscope.analysis.steering.batch import RowInterventions
+    from babelscope.progress import track
+
+    batch = RowInterventions([iv for _, iv, _ in jobs])
+    plan = [(g, s) for g, (_, _, run_seeds) in enumerate(jobs) for s in run_seeds]
+    size = settings.batch_size or ROWS_PER_BATCH
+    ids: list[list[int]] = []
+    kw = dict(max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
+              top_p=settings.top_p, use_cache=settings.use_cache,
+              eos_token_id=tokenizer.eos_token_id)  # fmt: skip
+    chunks = [plan[i : i + size] for i in range(0, len(plan), size)]
+    for chunk in track(chunks, f"generating {len(plan)} outputs ({len(jobs)} runs)"):
+        with batch.attach(model, [g for g, _ in chunk]):
+            ids += sample_tokens(model, prompt, [s for _, s in chunk], **kw)
+    if not settings.fluency:
+        return ids, [float("nan")] * len(ids)
+    return ids, token_losses(model, prompt, ids, pad_id=pad, batch_size=size)  # unforced model
 
 
 def spread(items: list[Any], n: int) -> list[Any]:
