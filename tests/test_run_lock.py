@@ -1,5 +1,6 @@
-"""Run directories: the ownership marker, refused paths, and the lock (tests for
-src/babelscope/rundir.py and its use by `babelscope run`)."""
+"""Run directories: the ownership marker, refused paths, the lock, and what a run
+directory's records are checked against (tests for src/babelscope/rundir.py and its use
+by `babelscope run`)."""
 
 from __future__ import annotations
 
@@ -190,3 +191,56 @@ def test_two_runs_on_one_directory(tmp_path, lock_data, tiny_series_dir):
     meta = read_parquet_metadata(out / "results" / "probe.parquet")
     assert meta["settings"]["seeds"] == [0, 1]
     assert sorted(pd.read_parquet(out / "results" / "probe.parquet")["seed"].unique()) == [0, 1]
+
+
+def test_tree_hash_follows_content(tmp_path):
+    from babelscope.rundir import tree_hash
+
+    assert tree_hash(None) is None
+    f = tmp_path / "d" / "a.txt"
+    f.parent.mkdir()
+    f.write_text("one")
+    file_h, dir_h = tree_hash(f), tree_hash(f.parent)
+    f.write_text("two")
+    assert tree_hash(f) != file_h and tree_hash(f.parent) != dir_h
+
+
+def test_stage_keys_follow_the_files(tmp_path, lock_data, tiny_series_dir):
+    """A torn result is recomputed (from the kept per-step work), --force recomputes the
+    per-step work too, and a corpus replaced in place is noticed by every stage reading it."""
+    import shutil
+
+    import pandas as pd
+
+    from babelscope.config import load_config
+    from babelscope.corpora.corpus import data_hash
+    from babelscope.io import read_parquet_metadata, write_parquet_atomic
+    from babelscope.pipeline import run_study
+
+    data = tmp_path / "data"
+    shutil.copytree(lock_data, data)
+    out = tmp_path / "run"
+    cfg = load_config(_study(tmp_path / "s.toml", data, tiny_series_dir, out, [0]))
+    result = out / "results" / "probe.parquet"
+    run_study(cfg)
+    reference = pd.read_parquet(result)
+
+    # Tamper with the kept per-step result of step 0, then tear the combined file.
+    part = out / "results" / ".probe" / "step-0.parquet"
+    df = pd.read_parquet(part)
+    df["accuracy"] = -1.0
+    write_parquet_atomic(df, part, metadata=read_parquet_metadata(part))
+    result.write_bytes(result.read_bytes()[:100])
+    run_study(cfg)  # the torn result is noticed; finished per-step work is reused
+    assert (pd.read_parquet(result).query("step == 0")["accuracy"] == -1.0).all()
+    run_study(cfg, stages=["probe"], force=True)  # --force recomputes the per-step work
+    pd.testing.assert_frame_equal(pd.read_parquet(result), reference)
+
+    # The corpus replaced in place by one with another sentence: every reader notices.
+    old_hash = data_hash(data)
+    corpus = pd.read_parquet(data / "corpus.parquet")
+    corpus.loc[corpus["lang"] == "eng", "text"] = corpus.loc[corpus["lang"] == "eng", "text"] + "!"
+    corpus.to_parquet(data / "corpus.parquet")
+    run = run_study(cfg)
+    assert run.notes["data"]["data_hash"] == data_hash(data) != old_hash
+    assert read_parquet_metadata(result)["data_hash"] == data_hash(data)

@@ -28,6 +28,7 @@ from babelscope.rundir import (
     is_babelscope_data_dir,
     outputs_current,
     run_lock,
+    tree_hash,
 )
 
 
@@ -287,7 +288,11 @@ STAGE_FUNCS: dict[str, Callable[[Run], dict[str, Any]]] = {
 }
 # Which config section feeds each stage's key.
 _STAGE_SETTINGS: dict[str, Callable[[RunConfig], Any]] = {
-    "data": lambda c: c.data.model_dump(mode="json") | {"dir": str(c.data_dir)},
+    # The user's text by content: an edited file is rebuilt, not skipped as "up to date".
+    "data": lambda c: (
+        c.data.model_dump(mode="json")
+        | {"dir": str(c.data_dir), "user_content": tree_hash(c.data.user)}
+    ),
     "pretrain": lambda c: [c.model.series, _pretrain_settings(c)],
     "inspect": lambda c: [c.model.series, c.model.include_flagged, c.model.dtype, _series_files(c)],
     "similarity": lambda c: c.similarity.model_dump(mode="json"),
@@ -422,7 +427,11 @@ def _run_stages(run: Run, wanted: list[str]) -> None:
             continue
         key = _key(run, stage)
         rec = run.record(stage)
-        up_to_date = rec is not None and rec.get("key") == key and outputs_current(run.dir, run.cfg.data_dir, stage, rec)
+        up_to_date = (
+            rec is not None
+            and rec.get("key") == key
+            and outputs_current(run.dir, run.cfg.data_dir, stage, rec)
+        )
         if stage not in wanted:
             # A prerequisite of what was asked for: it must already be done with this config.
             if not up_to_date:

@@ -203,6 +203,23 @@ def data_notes(d: Path) -> dict[str, Any]:
     }
 
 
+def tree_hash(path: Path | str | None) -> str | None:
+    """Content hash of a file, or of every file under a directory (names and contents);
+    None for None. Cheap when nothing changed (see :func:`babelscope.io.content_hash`)."""
+    if path is None:
+        return None
+    from babelscope.io import content_hash, settings_hash
+
+    p = Path(path)
+    try:
+        if p.is_file():
+            return content_hash(p)
+        files = sorted(f for f in p.rglob("*") if f.is_file())
+        return settings_hash([(str(f.relative_to(p)), content_hash(f)) for f in files])
+    except OSError as e:
+        raise BabelscopeError(f"cannot read {p}: {e.strerror or e}") from None
+
+
 #: What a finished stage leaves (checked before it is skipped as up to date).
 RESULT_FILES: dict[str, str] = {
     "inspect": "checkpoints.json",
