@@ -51,6 +51,8 @@ def test_shared_experts_are_found_above_the_null():
     assert whole.loc["transfer_ap", "value"] > whole.loc["transfer_ap", "null_p95"]
     lo, hi = whole.loc["overlap", ["ci_lo", "ci_hi"]]
     assert lo <= whole.loc["overlap", "value"] <= hi
+    assert whole.loc["overlap", "chance"] == pytest.approx(4 / 200)
+    assert 0.08 < whole.loc["self_ap", "chance"] < 0.15  # 12 of 120 positive, plus ties
 
 
 def test_language_specific_experts_do_not_align():

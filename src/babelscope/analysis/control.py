@@ -11,6 +11,7 @@ sentence takes part on both sides (in either language).
 ``overlap``      |E_K(c, orig | A) ∩ E_K(c, ctrl | B)| / K
 ``transfer_ap``  mean AP on (c, ctrl | B) of E_K(c, orig | A)
 ``self_ap``      mean AP on (c, orig | B) of E_K(c, orig | A): the ceiling of transfer
+                 (its null permutes the original's half-B labels the same way)
 
 Each measure is averaged over concepts and shown beside
 * a **permutation null** computed the way the measure is: the control's labels permuted
@@ -32,7 +33,12 @@ import pandas as pd
 from babelscope.analysis.average_precision import score_units
 from babelscope.analysis.experts import top_indices
 from babelscope.analysis.stats.intervals import bootstrap_interval
-from babelscope.analysis.stats.nulls import length_bins, null_summary, stratified_permutation
+from babelscope.analysis.stats.nulls import (
+    expected_random_ap,
+    length_bins,
+    null_summary,
+    stratified_permutation,
+)
 from babelscope.errors import BabelscopeError
 
 MEASURES = ("overlap", "transfer_ap", "self_ap")
@@ -132,7 +138,9 @@ def control_alignment(
     seed: int = 0,
 ) -> pd.DataFrame:
     """Rows (scope, measure, k, value, null_mean, null_p95, p_value, n_null, diffconcept,
-    ci_lo, ci_hi, n_concepts) from pooled activations ``(n, units)`` of the two pools."""
+    chance, ci_lo, ci_hi, n_concepts) from pooled activations ``(n, units)`` of the two
+    pools. ``chance``: K / units for overlap (independent uniform sets: a floor, not the
+    reference), the expected AP of a random ranking on half B for the AP measures."""
     y = pool["y"]
     a, b = halves(pool["ids"], y, seed)
     keep = (y[a].sum(0) > 0) & (y[b].sum(0) > 0) & (y[b].sum(0) < b.sum())
@@ -146,24 +154,29 @@ def control_alignment(
     ap_c_b = score_units(pooled_c[b], y[b]).ap
     rng = np.random.default_rng(seed)
     strata_b = pool["strata"][b]
-    null_ap = []
+    null_ap, null_self = [], []
     for _ in range(permutations):
         perm = stratified_permutation(strata_b, rng)
         null_ap.append(score_units(pooled_c[b], y[b][perm]).ap)
+        # The ceiling's own null: the original's half-B labels permuted the same way.
+        null_self.append(score_units(pooled_o[b], y[b][perm]).ap)
+    # AP of a random ranking on half B, averaged over concepts: chance of (self/transfer) AP.
+    chance_ap = float(np.mean(expected_random_ap(y[b].sum(0), int(b.sum()))))
     rows = []
     for scope, sl, k in _scopes(widths, k_fraction):
         member_o = _members(ap_o_a[:, sl], k)
         obs = _measures(member_o, ap_o_b[:, sl], ap_c_b[:, sl], k)
-        nulls = [_measures(member_o, ap_o_b[:, sl], z[:, sl], k) for z in null_ap]
+        nulls = [
+            _measures(member_o, zo[:, sl], zc[:, sl], k)
+            for zo, zc in zip(null_self, null_ap, strict=True)
+        ]
         for m in MEASURES:
             v = obs[m]
             row = dict(scope=scope, measure=m, k=k, value=float(np.nanmean(v)))
-            if m == "self_ap":
-                row |= dict(null_mean=np.nan, null_p95=np.nan, p_value=np.nan, n_null=0,
-                            diffconcept=np.nan)  # fmt: skip
-            else:
-                row |= null_summary([np.nanmean(z[m]) for z in nulls], row["value"])
-                row["diffconcept"] = float(np.nanmean(obs[f"{m}_diff"]))
+            row |= null_summary([np.nanmean(z[m]) for z in nulls], row["value"])
+            diff = obs.get(f"{m}_diff")
+            row["diffconcept"] = float(np.nanmean(diff)) if diff is not None else float("nan")
+            row["chance"] = k / (sl.stop - sl.start) if m == "overlap" else chance_ap
             row["ci_lo"], row["ci_hi"] = bootstrap_interval(v, seed=seed)
             row["n_concepts"] = int(keep.sum())
             rows.append(row)
