@@ -107,7 +107,9 @@ def test_resume_state_round_trips_without_pickle(tmp_path):
     assert back["optimizer"]["param_groups"][0]["betas"] == (0.9, 0.95)
     assert list(back["optimizer"]["state"]) == [0]
     assert torch.equal(back["optimizer"]["state"][0]["m"], torch.ones(2, 2))
-    assert torch.equal(back["torch_rng"], state["torch_rng"]) and back["scheduler"]["last_epoch"] == 3
+    assert (
+        torch.equal(back["torch_rng"], state["torch_rng"]) and back["scheduler"]["last_epoch"] == 3
+    )
     assert not list(tmp_path.glob("*.pt"))
 
 
