@@ -237,6 +237,9 @@ def test_config_turns_one_control_on():
     assert cfg.data.control_originals == ["eng"] and cfg.data.all_languages[-1] == "eng~x"
     assert DataConfig(controls=[]).all_languages == DataConfig().languages
     assert DataConfig(languages=["spa", "fra"]).control_originals == []
+    # A given data dir (build = false) has the controls it was built with: none by default.
+    assert DataConfig(build=False).control_originals == []
+    assert DataConfig(build=False, controls=["eng"]).all_languages[-1] == "eng~x"
     assert DataConfig(controls=["spa~x"]).control_originals == ["spa"]
     with pytest.raises(BabelscopeError, match="unknown language code"):
         DataConfig(controls=["xx"])

@@ -51,8 +51,8 @@ class DataConfig(_Strict):
     controls: list[str] | None = Field(
         None,
         description="Languages that get a ciphered control copy (eng adds eng~x; "
-        "docs/control-language.md); None: eng when it is among the languages and embedded "
-        "sources are read; [] for none",
+        "docs/control-language.md); None: eng when it is among the languages and the run "
+        "builds the embedded sources' data; [] for none",
     )
     control_symbols: Literal["keep", "cipher"] = Field(
         "keep", description="Digits and punctuation of a control: keep (shared anchors) or cipher"
@@ -79,7 +79,9 @@ class DataConfig(_Strict):
 
         named = [o for o in map(control_original, self.languages) if o]
         if self.controls is None:
-            asked = default_controls(self.languages) if self.sources else []
+            # The default applies to data the run builds; a given data dir (build = false)
+            # has the controls it was built with: name them to analyse them.
+            asked = default_controls(self.languages) if self.sources and self.build else []
         else:
             asked = list(self.controls)
         return list(dict.fromkeys([*asked, *named]))
