@@ -116,3 +116,15 @@ def test_absent_lists_mean_all_and_sources_may_be_empty_with_user_text(tmp_path)
     (tmp_path / "u.jsonl").write_text("")
     cfg = load_config(write(tmp_path, '[data]\nsources = []\nuser = "u.jsonl"\n'))
     assert cfg.data.sources == [] and cfg.probe.languages is None
+
+
+def test_the_saved_configuration_loads_back(tmp_path):
+    """config.toml lists every key (k beside its default k_fraction, ...): it must load
+    again as it is, to resume a run or to be copied for the next one."""
+    from babelscope.config import dump_config
+
+    for text in ("", '[align]\nk = 3\n[steer]\nsteps = [0]\nconcepts = ["water"]\n'):
+        cfg = load_config(write(tmp_path, text))
+        saved = tmp_path / "saved.toml"
+        saved.write_text(dump_config(cfg))
+        assert load_config(saved).model_dump() == cfg.model_dump()

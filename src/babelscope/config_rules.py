@@ -109,7 +109,15 @@ def _no_conflicts(cfg: Any, raw: dict[str, Any], where: str) -> None:
             )
     for section, first, second in _OVERRIDES:
         sec = raw.get(section)
-        if isinstance(sec, dict) and first in sec and second in sec:
+        model = getattr(cfg, section, None)
+        if not (isinstance(sec, dict) and first in sec and second in sec and model is not None):
+            continue
+        if second not in type(model).model_fields:
+            continue  # a stage's settings changed: nothing to contradict
+        # The overridden key at its default is harmless (a saved config.toml lists every
+        # key): only a value the user chose and babelscope would ignore is a contradiction.
+        default = type(model).model_fields[second].get_default(call_default_factory=True)
+        if getattr(model, second) != default:
             raise BabelscopeError(
                 f"{where}: {section}.{first} and {section}.{second} are both set, but "
                 f"{first} makes {second} unused: remove one of them"
