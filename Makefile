@@ -16,9 +16,11 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(STAMP): $(BIN)/python pyproject.toml
+# constraints.txt pins every other package to the versions that produced docs/results.md,
+# so a fresh clone reproduces those numbers; pyproject.toml keeps floors only.
+$(STAMP): $(BIN)/python pyproject.toml constraints.txt
 	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[dev]" "$(TORCH)"
+	$(BIN)/pip install -q -c constraints.txt -e ".[dev]" "$(TORCH)"
 	touch $(STAMP)
 
 venv: $(STAMP)
