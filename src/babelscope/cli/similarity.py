@@ -35,7 +35,7 @@ def register(app: typer.Typer) -> None:
         pivot: str = typer.Option(None, help="Pivot language of the logit lens [default: eng]."),
         no_lens: bool = typer.Option(False, "--no-lens", help="Skip the logit lens."),
         permutations: int = typer.Option(
-            None, help="Draws of every permutation null [default: 100]."
+            None, help="Draws of every permutation null [default: 50]."
         ),
         device: str = typer.Option("cpu", help="cpu, cuda or auto."),
         dtype: str = typer.Option("fp32", help="fp32, bf16 or fp16."),

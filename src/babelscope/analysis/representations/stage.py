@@ -62,7 +62,7 @@ class SimilaritySettings(BaseModel):
     pivot: str = Field("eng", description="The pivot language of the logit lens")
     lens: bool = Field(True, description="Run the logit lens (latent language per layer)")
     lens_tokens_per_sentence: int | None = Field(
-        4, ge=1, description="Token positions decoded per sentence (None: all)"
+        2, ge=1, description="Token positions decoded per sentence (None: all)"
     )
     token_min_count: int = Field(
         3, ge=1, description="Occurrences a token needs to belong to a language (or be shared)"
@@ -78,7 +78,9 @@ class SimilaritySettings(BaseModel):
         ge=1000,
         description="Characters of training text per language that class the tokens",
     )
-    n_permutations: int = Field(100, ge=1, description="Draws of every permutation null")
+    n_permutations: int = Field(
+        50, ge=1, description="Draws of every permutation null (smallest p: 1 / (draws + 1))"
+    )
     n_boot: int = Field(1000, ge=100, description="Bootstrap resamples of every interval")
     batch_size: int = Field(32, ge=1)
     max_length: int | None = Field(128, ge=2, description="Tokens per sentence at most")
