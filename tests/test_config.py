@@ -123,7 +123,11 @@ def test_the_saved_configuration_loads_back(tmp_path):
     again as it is, to resume a run or to be copied for the next one."""
     from babelscope.config import dump_config
 
-    for text in ("", '[align]\nk = 3\n[steer]\nsteps = [0]\nconcepts = ["water"]\n'):
+    for text in (
+        "",
+        '[align]\nk = 3\n[steer]\nsteps = [0]\nconcepts = ["water"]\n',
+        '[data]\nlanguages = ["eng", "spa", "deu", "zho"]\n',  # the default other_lang is absent
+    ):
         cfg = load_config(write(tmp_path, text))
         saved = tmp_path / "saved.toml"
         saved.write_text(dump_config(cfg))

@@ -147,8 +147,10 @@ def _languages_agree(cfg: Any, raw: dict[str, Any], where: str) -> None:
     if "steer" in cfg.stages:  # steering's languages matter only when it runs
         keys = ["source_lang"]
         # The other_lang baseline's default language may be absent: steering skips that
-        # baseline and says so. One the user wrote must be there.
-        if "other_lang" in (raw.get("steer") or {}):
+        # baseline and says so. Another one the user chose must be there.
+        other = (raw.get("steer") or {}).get("other_lang")
+        default = type(cfg.steer).model_fields.get("other_lang")
+        if other is not None and default is not None and other != default.default:
             keys.append("other_lang")
         for key in keys:
             v = getattr(cfg.steer, key, None)

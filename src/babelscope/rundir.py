@@ -164,14 +164,21 @@ def claim_config(run_dir: Path, cfg: Any, force: bool) -> None:
     """Save ``cfg`` as ``<run>/config.toml``; refuse a directory that holds a different
     configuration, unless ``force`` (the caller holds the lock, so the file and the
     results written after it belong to one run)."""
-    from babelscope.config import dump_config, load_config
+    import tomllib
+
+    from babelscope.config import dump_config
     from babelscope.io import write_text_atomic
 
     saved = Path(run_dir) / "config.toml"
     text = dump_config(cfg)
     if saved.exists() and saved.read_text() != text and not force:
-        old = load_config(saved)
-        diff = _diff(old.model_dump(mode="json"), cfg.model_dump(mode="json"))
+        # Compared as data, not validated again: a config.toml of an older babelscope or
+        # a torn one is "different", never a crash.
+        try:
+            old: Any = tomllib.loads(saved.read_text())
+        except (OSError, ValueError):
+            old = {}
+        diff = _diff(old, tomllib.loads(text))
         raise BabelscopeError(
             f"{run_dir} belongs to a different configuration (differs in: "
             f"{', '.join(diff[:4]) or 'stages'}); use --force to redo it with this one, "
