@@ -95,7 +95,6 @@ class DataConfig(_Strict):
         return real + [control_code(o) for o in self.control_originals]
 
 
-
 class ModelConfig(_Strict):
     """Which checkpoint series: the embedded pre-training, or the user's own."""
 
