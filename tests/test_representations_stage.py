@@ -122,3 +122,23 @@ def test_cli_similarity(tiny_series_dir, tiny_data, tmp_path, capsys):
         assert e.value.code == 2
         errors = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]
         assert len(errors) == 1 and msg in errors[0]
+
+
+def test_control_language_rows(tiny_series_dir, tmp_path):
+    """A cipher of English (eng~x) is retrieved from English alone in rows of its own."""
+    from babelscope.checkpoints.series import resolve_series
+    from babelscope.corpora.corpus import save_corpus
+
+    corpus = tiny_corpus(["eng", "spa"])
+    ctrl = corpus[corpus["lang"] == "eng"].copy()
+    ctrl["lang"] = "eng~x"
+    ctrl["id"] = ctrl["id"].str.replace("eng", "engx")
+    ctrl["text"] = ctrl["text"].str.upper()
+    d = tmp_path / "data"
+    save_corpus(pd.concat([corpus, ctrl], ignore_index=True), d, {"sources": ["tiny"]})
+    series = resolve_series(str(tiny_series_dir))
+    series.checkpoints = series.checkpoints[:1]
+    df, _ = run_similarity(series, d, tmp_path / "out", settings(layers=[0]))
+    ctl = df[df["measure"].str.endswith("_control")]
+    assert set(ctl["measure"]) == {"retrieval_control", "retrieval_centred_control"}
+    assert (ctl["n_pairs"] == 2).all() and (ctl["chance"] == 1 / 8).all()

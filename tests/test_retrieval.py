@@ -93,3 +93,16 @@ def test_precomputed_cosines_give_the_same_result():
         assert np.array_equal(a.pairs_a, b.pairs_a)
         m1, m2 = margin(x, centred=centred, pairings=p), margin(x, pairings=p, cos=cos)
         assert m1.value == m2.value and np.array_equal(m1.null, m2.null)
+
+
+def test_one_pair_alone_a_language_and_its_copy():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(4, 30, 16))
+    x[3] = x[0] + 10.0  # language 3 is language 0 moved by a constant: its "cipher"
+    p = random_pairings(30, 12, 30, seed=0)
+    res = retrieval(x, centred=True, pairings=p)
+    row = res.subset_row(0, 3, p, n_boot=200)
+    assert row["value"] == 1.0 and row["n_pairs"] == 2
+    assert row["null_p95"] < 0.2 and row["p_value"] == pytest.approx(1 / 31)
+    other = res.subset_row(1, 2, p, n_boot=200)
+    assert other["value"] < 0.3

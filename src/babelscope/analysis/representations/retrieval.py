@@ -110,6 +110,25 @@ class RetrievalResult:
     pairs_a: np.ndarray
     pairs_b: np.ndarray
     n_items: int
+    nearest: np.ndarray | None = None  # (pairs, items): the retrieved item of each query
+
+    def subset_row(
+        self, a: int, b: int, pairings: np.ndarray, *, n_boot: int = 1000, seed: int = 0
+    ) -> dict[str, float]:
+        """The table row of one language pair alone, both directions (``a -> b``, ``b -> a``):
+        e.g. a language and its cipher, whose structure is shared by construction."""
+        keep = ((self.pairs_a == a) & (self.pairs_b == b)) | (
+            (self.pairs_a == b) & (self.pairs_b == a)
+        )
+        near = self.nearest[keep]
+        hits = near == np.arange(self.n_items)[None, :]
+        null = (near[None] == pairings[:, keep]).mean(axis=(1, 2))
+        value = float(hits.mean())
+        lo, hi = bootstrap_interval(hits.mean(axis=0), n_boot=n_boot, seed=seed)
+        return {
+            "value": value, "chance": self.chance, **null_summary(null, value),
+            "ci_low": lo, "ci_high": hi, "n_items": self.n_items, "n_pairs": int(keep.sum()),
+        }  # fmt: skip
 
     def row(self) -> dict[str, float]:
         """The numbers for a result table: value, chance, null summary, interval."""
@@ -161,4 +180,5 @@ def retrieval(
         pairs_a=pa,
         pairs_b=pb,
         n_items=n,
+        nearest=nearest,
     )

@@ -10,7 +10,9 @@ the token states the logit lens decodes. Each finished checkpoint is saved under
 - ``results/similarity.parquet``: ``step, layer, measure, value, chance, null_mean,
   null_p95, n_null, p_value, ci_low, ci_high, n_items, n_pairs`` with measures
   ``retrieval``, ``retrieval_centred``, ``cka``, ``margin``, ``margin_centred``,
-  ``lens_own``, ``lens_pivot``, ``lens_other``, ``lens_shared``, ``lens_unseen``;
+  ``lens_own``, ``lens_pivot``, ``lens_other``, ``lens_shared``, ``lens_unseen``, and
+  for a control language (``eng~x``, a cipher of English) ``retrieval_control`` and
+  ``retrieval_centred_control``: retrieval between it and its original alone;
 - ``results/similarity_lens.parquet``: ``step, layer, input_lang, target, mass, n``, the
   mean next-token mass of every input language on every token class;
 
@@ -173,6 +175,10 @@ def measure_checkpoint(
             "margin_centred": margin(pooled, pairings=pairings, cos=cen, **common),
         }
         rows += [{"layer": layer, "measure": k, **v.row()} for k, v in found.items()]
+        for ctrl, orig in _controls(languages):  # a language and its cipher: a known answer
+            for k in ("retrieval", "retrieval_centred"):
+                sub = found[k].subset_row(orig, ctrl, pairings, **common)
+                rows.append({"layer": layer, "measure": f"{k}_control", **sub})
         if settings.lens:
             mass = lens_mass(head, {layer: x[picked]}, final, classes)[layer]
             per_sentence = sentence_means(mass, sid[picked], len(texts))
@@ -189,6 +195,18 @@ def measure_checkpoint(
     lens = pd.DataFrame(lens_rows, columns=LENS_COLUMNS[1:])
     lens.insert(0, "step", int(step))
     return df[RESULT_COLUMNS], lens[LENS_COLUMNS]
+
+
+def _controls(languages: list[str]) -> list[tuple[int, int]]:
+    """(control, original) indices of every control language whose original is analysed."""
+    from babelscope.languages import control_original, is_control
+
+    out = []
+    for i, lang in enumerate(languages):
+        orig = control_original(lang) if is_control(lang) else None
+        if orig in languages:
+            out.append((i, languages.index(orig)))
+    return out
 
 
 def _read_partial(paths: tuple[Path, Path], key: str, identity: dict[str, Any]):
