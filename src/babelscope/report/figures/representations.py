@@ -60,6 +60,7 @@ def _heat(ax, fig, grid: pd.DataFrame, title: str, cmap: str, lo: float, hi: flo
     ax.set_xticks(range(len(steps)), [str(s) for s in steps], rotation=60, ha="right", fontsize=7)
     ax.set_yticks(range(len(layers)), [str(v) for v in layers], fontsize=8)
     ax.set_xlabel("checkpoint (step)")
+    ax.set_ylabel("layer (0 = embeddings)")
     ax.set_title(title, fontsize=9)
     cb = fig.colorbar(im, ax=ax, shrink=0.9)
     if np.isfinite(ref) and lo <= ref <= hi:
@@ -82,20 +83,26 @@ def plot_heatmap(df: pd.DataFrame, out_dir: Path, run_dir: Path | None = None) -
     steps = sorted(df["step"].unique())
     layers = sorted(df["layer"].unique())
     w, h = min(2.4 + 0.3 * len(steps), 6.0), max(2.8, 1.4 + 0.3 * len(layers))
-    fig, axes = plt.subplots(1, n, figsize=(w * n, h), constrained_layout=True, squeeze=False)
-    axes = list(axes[0])
+    ncols = min(n, 3)
+    nrows = -(-n // ncols)
+    fig, grid_axes = plt.subplots(
+        nrows, ncols, figsize=(w * ncols, h * nrows), constrained_layout=True, squeeze=False
+    )
+    axes = list(grid_axes.ravel())
+    for ax in axes[n:]:
+        ax.set_visible(False)
     if probe is not None:
         grid, chance = probe
         _heat(axes.pop(0), fig, grid, "LID probe accuracy", "viridis", chance, 1.0, chance)
-    for ax, (measure, title, cmap) in zip(axes, panels, strict=True):
+    for ax, (measure, title, cmap) in zip(axes, panels, strict=False):
         grid = _grid(df, measure).reindex(index=layers, columns=steps)
         sel = df[df["measure"] == measure]
         ref = float(sel["null_mean"].mean() if measure == "cka" else sel["chance"].mean())
+        top = float(np.nanmax(grid.to_numpy()))
         lo = min(float(np.nanmin(grid.to_numpy())), ref) if measure == "cka" else 0.0
-        hi = 1.0 if measure.startswith(("retrieval", "cka")) else float(np.nanmax(grid.to_numpy()))
+        # Retrieval and the lens use the range they reach (chance is small); CKA runs to 1.
+        hi = 1.0 if measure == "cka" else max(top, 2 * ref, 0.05)
         _heat(ax, fig, grid, title, cmap, lo, max(hi, lo + 1e-6), ref)
-    axes_all = fig.axes
-    axes_all[0].set_ylabel("layer (0 = embeddings)")
     fig.suptitle("Representations over training: layer × checkpoint (white line: chance / null)")
     paths = save_figure(fig, out_dir, "representations_heatmap")
     plt.close(fig)
