@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
             False, "--include-flagged", help="Also analyse checkpoints OUT/checkpoints.json flags."
         ),
         items: int = typer.Option(
-            None, help="Parallel items (sentences per language) [default: 64]."
+            None, help="Parallel items (sentences per language) [default: 48]."
         ),
         layers: str = typer.Option(
             None, help="Comma-separated residual layers, 0 = embeddings [default: all]."

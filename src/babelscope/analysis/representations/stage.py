@@ -56,7 +56,7 @@ class SimilaritySettings(BaseModel):
 
     languages: list[str] | None = Field(None, description="Languages (default: all in the corpus)")
     items: int = Field(
-        64,
+        48,
         ge=4,
         description="Parallel items (sentences per language) drawn from those in every language",
     )

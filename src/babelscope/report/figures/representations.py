@@ -65,7 +65,7 @@ def _heat(ax, fig, grid: pd.DataFrame, title: str, cmap: str, lo: float, hi: flo
     cb = fig.colorbar(im, ax=ax, shrink=0.9)
     if np.isfinite(ref) and lo <= ref <= hi:
         cb.ax.axhline(ref, color="white", lw=1.5)
-    if arr.size <= 120:
+    if arr.size <= 40:  # numbers in the cells while few (text is slow to render)
         for i in range(arr.shape[0]):
             for j in range(arr.shape[1]):
                 if np.isfinite(arr[i, j]):
