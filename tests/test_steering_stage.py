@@ -114,7 +114,7 @@ def test_table_contract(steered):
     assert set(meta["fingerprints"]) == {"0", "2"} and meta["unit_kind"] == "mlp"
     assert meta["concept_choice"]["held_out_ap"] is False
     iv = Intervention.load(run / "results" / "interventions" / "step-0_water_random_k6_d1.json")
-    assert (iv.k, iv.condition, iv.mode, iv.meta["draw"]) == (6, "random", "add", 1)
+    assert (iv.k, iv.condition, iv.mode, iv.meta["draw"]) == (6, "random", "set", 1)
     s = summarize(df)
     assert set(s["condition"]) == set(df["condition"])
 

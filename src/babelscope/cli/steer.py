@@ -39,8 +39,8 @@ def register(app: typer.Typer) -> None:
         k: list[str] = typer.Option(
             None, help="The K grid (repeat or comma-separate), e.g. 10,30,100; default 10..1000."
         ),
-        statistic: str = typer.Option("token", help="Forced value: token, max or pooled."),
-        mode: str = typer.Option("add", help="add: shift by on - off; set: overwrite with on."),
+        statistic: str = typer.Option("pooled", help="Forced value: pooled, token or max."),
+        mode: str = typer.Option("set", help="set: overwrite with on; add: shift by on - off."),
         other_lang: str = typer.Option(
             "swa", help="Source language of the other-language baseline."
         ),
@@ -70,7 +70,12 @@ def register(app: typer.Typer) -> None:
         baselines; the outputs' languages, concept hits and fluency (Experiment 3)."""
         from pydantic import ValidationError
 
-        from babelscope.analysis.steering import SteerSettings, dose_table, run_steering
+        from babelscope.analysis.steering import (
+            SteerSettings,
+            dose_table,
+            paired_tests,
+            run_steering,
+        )
         from babelscope.errors import BabelscopeError
         from babelscope.progress import console
 
@@ -118,3 +123,7 @@ def register(app: typer.Typer) -> None:
             paths = plot_steering(df, out / "figures")
             console.print(f"figures: {', '.join(str(p) for p in paths if p.suffix == '.png')}")
         console.print(dose_table(df).to_string(index=False))
+        tests = paired_tests(df)
+        if len(tests):  # experts against each baseline at the largest K, exact McNemar
+            top = tests[tests["k"] == tests["k"].max()]
+            console.print(top.drop(columns=["test"]).to_string(index=False))
