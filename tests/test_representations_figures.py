@@ -32,7 +32,15 @@ def test_figures_and_report_section(tmp_path):
     fake_results().to_parquet(tmp_path / "results" / "similarity.parquet")
     probe = pd.DataFrame(
         [
-            dict(step=s, layer=layer, seed=0, accuracy=0.9, control_accuracy=0.1, chance=1 / 16)
+            dict(
+                step=s,
+                layer=layer,
+                seed=0,
+                accuracy=0.9,
+                control_accuracy=0.1,
+                selectivity=0.8,
+                chance=1 / 16,
+            )
             for s in (0, 64, 512)
             for layer in range(4)
         ]  # fmt: skip
