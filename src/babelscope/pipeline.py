@@ -539,7 +539,8 @@ def headline(run_dir: Path) -> dict[str, Any]:
 
 def similarity_headline(df: Any) -> dict[str, Any]:
     """Retrieval (raw, centred), CKA and the lens's own-language share at the first and last
-    checkpoint, each at the layer where the last checkpoint's value is highest."""
+    checkpoint, each at the block (layer >= 1; the embeddings carry shared tokens) where the
+    last checkpoint's value is highest."""
     if df.empty:
         return {}
     first, last = int(df["step"].min()), int(df["step"].max())
@@ -549,6 +550,8 @@ def similarity_headline(df: Any) -> dict[str, Any]:
         if g.empty:
             continue
         at_last = g[g["step"] == last].set_index("layer")
+        if (at_last.index > 0).any():
+            at_last = at_last[at_last.index > 0]
         layer = int(at_last["value"].idxmax())
         row = g[(g["layer"] == layer) & (g["step"] == first)]
         measures[m] = {
@@ -584,7 +587,7 @@ def print_summary(run: Run) -> None:
     if h.get("similarity"):
         s = h["similarity"]
         console.print(
-            f"representations, step {s['first_step']} -> {s['last_step']} (best layer): "
+            f"representations, step {s['first_step']} -> {s['last_step']} (best block): "
             + "; ".join(f"{m} {v['first']:.3f} -> {v['last']:.3f} (ref {v['chance']:.3f})"
                         for m, v in s["measures"].items())
         )  # fmt: skip
