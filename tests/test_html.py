@@ -32,12 +32,14 @@ def fake_run(tmp_path):
         ]})
     )  # fmt: skip
     rows = [
-        dict(step=s, layer=i, seed=0, accuracy=0.5 + 0.1 * i, control_accuracy=0.25, chance=0.25)
+        dict(step=s, layer=i, seed=0, accuracy=0.5 + 0.1 * i, ci_lo=0.45 + 0.1 * i, ci_hi=0.55 + 0.1 * i,
+             control_accuracy=0.25, selectivity=0.25 + 0.1 * i, lexical_accuracy=0.4, chance=0.25)
         for s in (0, 8) for i in range(3)
     ]  # fmt: skip
     pd.DataFrame(rows).to_parquet(run / "results" / "probe.parquet")
     align = [
-        dict(step=s, layer=layer, measure=m, value=v, chance=0.01)
+        dict(step=s, layer=layer, measure=m, value=v, ci_lo=v - 0.01, ci_hi=v + 0.01, null_mean=0.02,
+             null_p95=0.03, p_value=0.01 if s else 0.5, n_null=100, diffconcept=0.02, floor=0.01)
         for s, v in ((0, 0.02), (8, 0.05)) for layer in ("0", "all") for m in ("overlap", "jaccard")
     ]  # fmt: skip
     pd.DataFrame(align).to_parquet(run / "results" / "alignment.parquet")
@@ -52,8 +54,12 @@ def test_report_is_self_contained(tmp_path):
     assert 'src="http' not in html and 'href="http' not in html
     assert "1 checkpoint(s) flagged" in html
     assert "Language identification by layer" in html
-    assert "Probe accuracy (mean over seeds)" in html
-    assert "Whole-model alignment, measure × checkpoint" in html and "step 8" in html
+    assert "Probe at the first and last checkpoint" in html and "lexical_accuracy" in html
+    assert "Per layer at the first and last checkpoint" in html
+    assert (
+        "above the permutation null (p &lt;= 0.05, 100 permutations) in layer 0, whole model"
+        in html
+    )
 
 
 def _chromium():
