@@ -262,3 +262,50 @@ def test_experts_treat_the_control_as_a_language(tmp_path, tiny_series_dir):
     series = resolve_series(str(tiny_series_dir))
     df = run_experts(series, d, tmp_path / "run", ExpertSettings(top_k_store=3, min_positives=1))
     assert "spa~x" in set(df["lang"])
+
+
+def test_the_pipeline_treats_the_control_like_any_language(tmp_path, tiny_series_dir):
+    """probe, experts and alignment on a data dir with eng~x: the control is a language
+    of every result, and the original -> control pair can be read and drawn."""
+    from babelscope.config import load_config
+    from babelscope.corpora.build import build_corpus
+    from babelscope.pipeline import run_study
+    from babelscope.report.figures.control import control_table, plot_control_alignment
+
+    langs = ["eng", "spa", "deu"]
+    tsv = tmp_path / "parallel.tsv"
+    rows = ["\t".join(TINY_TEXTS[lg][i] for lg in langs) for i in range(len(TINY_TEXTS["eng"]))]
+    tsv.write_text("\t".join(langs) + "\n" + "\n".join(rows) + "\n")
+    data = build_corpus(tmp_path / "data", languages=langs, sources=(), user=tsv,
+                        min_positives=1, controls=["eng"])  # fmt: skip
+    cfg = tmp_path / "study.toml"
+    cfg.write_text(f"""
+name = "ctrl"
+out = "{tmp_path / "run"}"
+stages = ["data", "pretrain", "inspect", "probe", "experts", "align"]
+[data]
+dir = "{data}"
+build = false
+languages = {json.dumps(langs)}
+controls = ["eng"]
+[model]
+series = "{tiny_series_dir}"
+device = "cpu"
+[probe]
+sentences_per_language = 6
+tokens_per_language = 24
+seeds = [0]
+n_jobs = 1
+[experts]
+min_positives = 1
+top_k_store = 4
+[align]
+k = 2
+""")
+    run = run_study(load_config(cfg))
+    res = run.dir / "results"
+    assert "eng~x" in set(pd.read_parquet(res / "experts.parquet")["lang"])
+    assert "eng~x" in set(pd.read_parquet(res / "alignment_overlap.parquet")["lang_a"])
+    assert "eng~x" in json.dumps(json.loads((run.dir / "checkpoints.json").read_text()))
+    assert "eng → eng~x" in control_table(run.dir)
+    assert plot_control_alignment(run.dir)
