@@ -115,8 +115,12 @@ def _forward_batches(
 ):
     """Yield ``(values per point (B, T, W) float32, content mask (B, T) bool)`` per batch."""
     from babelscope.activations.extract import context_length
+    from babelscope.activations.families import family_of, get_module
     from babelscope.activations.neurons import hooked
 
+    # The base model only: the units are read before the output head, whose logits over
+    # the whole vocabulary would cost more than everything else here.
+    base = get_module(model, family_of(model).base)
     device = next(model.parameters()).device
     pad = next((i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id) if i is not None), 0)
     rows = _encode(tokenizer, texts, context_length(model, tokenizer))
@@ -136,7 +140,7 @@ def _forward_batches(
             got[index[id(point)]] = value.reshape(b, t, -1).float().cpu()
 
         with torch.inference_mode(), hooked(points, record):
-            model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False)
+            base(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False)
         yield [got[j] for j in range(len(points))], content
 
 
