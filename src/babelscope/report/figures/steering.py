@@ -158,12 +158,14 @@ def plot_dose_response(df: pd.DataFrame, out_dir: Path) -> list[Path]:
                 ax.axhline(v[name], color=_CONDITION_COLOURS["none"], ls="--", lw=1,
                            label=CONDITION_LABELS["none"])  # fmt: skip
                 ax.axhspan(v[f"{name}_lo"], v[f"{name}_hi"], color="0.85", alpha=0.5, lw=0)
-            for cond in [x for x in CONDITIONS if x != "none"]:
+            # Baselines first, the experts last and thicker: where a baseline gives the same
+            # shares (two concepts as each other's "other concept") the experts stay visible.
+            for cond in ["other_lang", "other_concept", "random", "experts"]:
                 g = at[at["condition"] == cond].sort_values("k")
                 if g.empty:
                     continue
                 colour = _CONDITION_COLOURS.get(cond, "k")
-                ax.plot(g["k"], g[name], "o-", color=colour, ms=3, lw=1.2,
+                ax.plot(g["k"], g[name], "o-", color=colour, ms=3, lw=2.2 if cond == "experts" else 1.2,
                         label=CONDITION_LABELS.get(cond, cond))  # fmt: skip
                 ax.fill_between(
                     g["k"], g[f"{name}_lo"], g[f"{name}_hi"], color=colour, alpha=0.15, lw=0
