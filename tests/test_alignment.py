@@ -193,3 +193,22 @@ def test_bad_input(tmp_path):
     with pytest.raises(BabelscopeError, match="no expert scores for fra"):
         run_alignment(out2, AlignSettings(languages=["eng", "fra"]))
     assert scopes_for([0, 1], [100, 100], AlignSettings(k=2))[-1] == ("all", 0, 200, 2)
+
+
+def test_control_language_is_reported_apart():
+    """A cipher control (which must align with its original) stays out of the averages and
+    the cross-lingual count, and keeps its own row in the language matrices."""
+    rng = np.random.default_rng(3)
+    ap0, ap1 = rng.random((2, 4, 5, 60)).astype(np.float32)
+    ap0[3], ap1[3] = ap0[0], ap1[0]  # language 3 is a copy of language 0 ...
+    for lang in (0, 3):  # ... sharing its experts (units 0-4) in both halves
+        ap0[lang, :, :5] += 1
+        ap1[lang, :, :5] += 1
+    real = np.array([True, True, True, False])
+    with_control = scope_measures(ap0, ap1, 5, 2, real=real)
+    only_real = scope_measures(ap0[:3], ap1[:3], 5, 2)
+    for name in ("overlap", "transfer_ap", "self_ap", "crosslingual"):
+        assert with_control.value[name] == pytest.approx(only_real.value[name]), name
+        assert with_control.diffconcept[name] == pytest.approx(only_real.diffconcept[name]), name
+    assert with_control.pairs["overlap"][0, 3] == 1.0 > with_control.pairs["overlap"][0, 1]
+    assert with_control.pairs["overlap"].shape == (4, 4)

@@ -248,11 +248,11 @@ def step_arrays(shards: dict[str, dict[str, Any]], langs: list[str]) -> dict[str
     return {**out, "concepts": concepts, "n_pos_half": n_pos, "n_half": n_half}
 
 
-def _floors(arr: dict[str, Any], units: int, k: int, m: int) -> dict[str, float]:
+def _floors(arr: dict[str, Any], units: int, k: int, m: int, real: np.ndarray) -> dict[str, float]:
     """Closed-form floors of the measures (see the module doc): never the reference."""
     from babelscope.analysis.stats import expected_random_ap
 
-    present = np.isfinite(arr["ap_half0"]).any(-1)
+    present = np.isfinite(arr["ap_half0"][..., 0]) & real[:, None]
     p, n = arr["n_pos_half"], arr["n_half"][:, :, None]
     with np.errstate(invalid="ignore", divide="ignore"):
         e = np.where(
@@ -294,15 +294,16 @@ def align_step(
     settings: AlignSettings,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Rows of alignment.parquet and of the language matrices for one checkpoint."""
-    from babelscope.analysis.alignment_null import measures_over_scopes
+    from babelscope.analysis.alignment_null import measures_over_scopes, real_languages
     from babelscope.analysis.stats import bootstrap_interval, null_summary
 
-    res = measures_over_scopes(arr["ap_half0"], arr["ap_half1"], scopes, m, items=True)
+    real = real_languages(langs)
+    res = measures_over_scopes(arr["ap_half0"], arr["ap_half1"], scopes, m, items=True, real=real)
     rows, mat_rows = [], []
     for si, (scope, lo, hi, k) in enumerate(scopes):
         r = res[scope]
         r.items["self_ap_insample"] = _insample_self(arr["ap"], k, lo, hi)
-        floors = _floors(arr, hi - lo, k, m)
+        floors = _floors(arr, hi - lo, k, m, real)
         for measure in ROW_MEASURES:
             vals, clusters = r.items[measure]
             value = float(np.mean(vals)) if len(vals) else float("nan")
@@ -376,7 +377,15 @@ def run_alignment(out_dir: str | Path, settings: AlignSettings | None = None) ->
     settings = settings or AlignSettings()
     out_dir = Path(out_dir)
     steps, langs = _steps_and_languages(out_dir, settings)
-    m = settings.min_languages_for(len(langs))
+    from babelscope.analysis.alignment_null import real_languages
+
+    n_real = int(real_languages(langs).sum())
+    m = settings.min_languages_for(n_real)  # a control language is reported apart
+    if n_real < 2:
+        raise BabelscopeError(
+            f"alignment compares real languages, but only {n_real} of {', '.join(langs)} is one: "
+            "score at least two real languages"
+        )
     if m > len(langs):
         raise BabelscopeError(
             f"min_languages = {m} but only {len(langs)} languages are compared: choose m <= {len(langs)}"

@@ -133,8 +133,14 @@ def scope_measures(
     hi: int | None = None,
     items: bool = False,
     diffconcept: bool = True,
+    real: np.ndarray | None = None,
 ) -> ScopeResult:
-    """Cross-fitted alignment measures of units ``[lo, hi)`` (see the module doc)."""
+    """Cross-fitted alignment measures of units ``[lo, hi)`` (see the module doc).
+
+    ``real`` (L,) marks the real languages: the averages, items and cross-lingual counts
+    use those only, so a control language (a cipher of a real one, which must align with
+    it) does not lift them; the language x language ``pairs`` cover every language.
+    """
     hi = ap0.shape[-1] if hi is None else hi
     a0 = ap0[..., lo:hi]
     a1 = ap1[..., lo:hi]
@@ -157,15 +163,18 @@ def scope_measures(
     eye = np.eye(n_l, dtype=bool)[:, None, :]
     upper = np.triu(np.ones((n_l, n_l), dtype=bool), 1)[:, None, :]
     off = both & ~eye
-    masks = {"overlap": both & upper, "jaccard": both & upper, "transfer_ap": off,
-             "self_ap": both & eye}  # fmt: skip
+    rl = np.ones(n_l, dtype=bool) if real is None else np.asarray(real, dtype=bool)
+    real_pair = (rl[:, None] & rl[None, :])[:, None, :]
+    masks = {"overlap": both & upper & real_pair, "jaccard": both & upper & real_pair,
+             "transfer_ap": off & real_pair, "self_ap": both & eye & real_pair}  # fmt: skip
     arrays = {"overlap": overlap, "jaccard": jaccard, "transfer_ap": transfer, "self_ap": transfer}
     value = {name: _mean(arrays[name], masks[name]) for name in masks}
 
     # cross-lingual: per concept scored in >= m languages, units in >= m languages' sets
-    n_present = present.sum(0)
+    n_present = present[rl].sum(0)
     cl_ok = n_present >= m
-    cl = ((_counts(idx0, a0.shape) >= m).sum(-1) + (_counts(idx1, a1.shape) >= m).sum(-1)) / 2
+    shape_r = (int(rl.sum()), *a0.shape[1:])
+    cl = ((_counts(idx0[rl], shape_r) >= m).sum(-1) + (_counts(idx1[rl], shape_r) >= m).sum(-1)) / 2
     value["crosslingual"] = float(cl[cl_ok].mean()) if cl_ok.any() else float("nan")
 
     pairs = {}
@@ -178,7 +187,9 @@ def scope_measures(
     if diffconcept:
         z0 = np.where(present[..., None], a0, np.float32(0))
         z1 = np.where(present[..., None], a1, np.float32(0))
-        dc = _diffconcept(m0, m1, z0, z1, idx0, idx1, i01, i10, t01, t10, present, masks, k, m)
+        r3 = np.ix_(rl, np.arange(n_c), rl)  # (a, c, b) restricted to real languages
+        dc = _diffconcept(m0[rl], m1[rl], z0[rl], z1[rl], idx0[rl], idx1[rl], i01[r3], i10[r3],
+                          t01[r3], t10[r3], present[rl], {n: v[r3] for n, v in masks.items()}, k, m)  # fmt: skip
     res = ScopeResult(value=value, diffconcept=dc, pairs=pairs)
     if items:
         cidx = np.broadcast_to(np.arange(n_c)[None, :, None], both.shape)

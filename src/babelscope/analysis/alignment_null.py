@@ -48,6 +48,18 @@ class NullPlan:
     def n_perm(self) -> int:
         return int(self.perms[0].shape[0]) if self.perms else 0
 
+    @property
+    def real(self) -> np.ndarray:
+        """(L,) bool: real languages (a control language is reported apart)."""
+        return real_languages(self.langs)
+
+
+def real_languages(langs: list[str]) -> np.ndarray:
+    """Which of ``langs`` are real (not a cipher control such as ``eng~x``)."""
+    from babelscope.languages import is_control
+
+    return np.array([not is_control(lang) for lang in langs], dtype=bool)
+
 
 def strata(sources: list[str], texts: list[str], n_bins: int) -> np.ndarray:
     """Stratum of every sentence of a pool: its source x its length bin (characters,
@@ -149,7 +161,7 @@ def null_step(
             per_half.append(_stack(plan, per_lang, n_units))
         for j, r in enumerate(rs):
             res = measures_over_scopes(
-                per_half[0][j], per_half[1][j], scopes, plan.m, diffconcept=False
+                per_half[0][j], per_half[1][j], scopes, plan.m, diffconcept=False, real=plan.real
             )
             for si, (name, *_rest) in enumerate(scopes):
                 values[r, si] = [res[name].value[mm] for mm in MEASURES]

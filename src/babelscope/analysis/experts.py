@@ -342,7 +342,13 @@ def run_experts(
     checkpoint, data and settings) is not recomputed.
     """
     from babelscope.analysis.alignment import AlignSettings
-    from babelscope.analysis.alignment_null import NULL_FILE, align_pools, load_null, make_plan
+    from babelscope.analysis.alignment_null import (
+        NULL_FILE,
+        align_pools,
+        load_null,
+        make_plan,
+        real_languages,
+    )
     from babelscope.analysis.halves import assign_halves
     from babelscope.checkpoints.series import load_checkpoint
     from babelscope.io import provenance, write_parquet_atomic
@@ -366,7 +372,8 @@ def run_experts(
     null_pools = align_pools(scored, align)
     plan = make_plan(
         [scored[i] for i in null_pools], [halves[i] for i in null_pools],
-        align.min_languages_for(len(null_pools)), permutations=align.permutations,
+        align.min_languages_for(int(real_languages([scored[i].lang for i in null_pools]).sum())),
+        permutations=align.permutations,
         seed=align.null_seed, n_bins=align.length_bins, settings=align.null_key(),
     )  # fmt: skip
     results = out_dir / "results"
