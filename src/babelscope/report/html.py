@@ -191,6 +191,16 @@ def _summary_tables(run_dir: Path) -> dict[str, str]:
                 "(mean, 95th percentile), p, different-concept reference, floor</h3>"
                 + _table(alignment_table(df).round(4), max_rows=200)
             )  # fmt: skip
+            from babelscope.report.figures.control import control_pairs
+
+            ov = res / "alignment_overlap.parquet"
+            ctrl = control_pairs(pd.read_parquet(ov)) if ov.exists() else pd.DataFrame()
+            if len(ctrl):
+                out["alignment"] += (
+                    "<h3>Known-positive control: original ↔ cipher copy (whole model), with the "
+                    "pair's permutation null, beside the mean of the real language pairs</h3>"
+                    + _table(ctrl.round(4), max_rows=100)
+                )
     p = res / "steering.parquet"
     if p.exists():
         df = pd.read_parquet(p)
