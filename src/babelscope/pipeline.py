@@ -244,6 +244,9 @@ def stage_align(run: Run) -> dict[str, Any]:
 
     df = run_alignment(run.dir, run.cfg.align)
     plot_alignment(run.dir)
+    from babelscope.report.figures.control import plot_control_alignment
+
+    plot_control_alignment(run.dir)  # original <-> cipher control, if the run has one
     return {"rows": len(df)}
 
 
