@@ -21,7 +21,7 @@ def test_embedded_default_and_micro_load():
     assert default.data.alpha == 0.3 and default.languages is None
     steps = default.checkpoint_steps()
     assert steps[0] == 0 and steps[-1] == default.train.steps
-    assert 12 <= len(steps) <= 16
+    assert steps == [0, 16, 32, 64, 128, 256, 512, 1024, 1536]  # powers of two from 16
     micro = load_pretrain_config(MICRO_CONFIG)
     assert micro.train.steps < 50 and micro.model.num_layers <= 2
 
@@ -38,6 +38,10 @@ def test_checkpoint_steps_union():
         }
     )
     assert cfg.checkpoint_steps() == [0, 10, 20]
+    cfg = parse_pretrain_config(
+        {"train": {"steps": 20, "warmup_steps": 2}, "checkpoints": {"powers_of_two_from": 4}}
+    )
+    assert cfg.checkpoint_steps() == [0, 4, 8, 16, 20]
 
 
 @pytest.mark.parametrize(

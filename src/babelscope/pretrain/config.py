@@ -95,6 +95,9 @@ class CheckpointConfig(_Section):
 
     save_every: int = Field(500, ge=1)
     powers_of_two: bool = True
+    powers_of_two_from: int = Field(
+        1, ge=1, description="Smallest power of two saved (earlier steps change little)"
+    )
     # Optimizer state doubles a checkpoint's size; resuming needs only the newest.
     keep_training_state: Literal["last", "all"] = "last"
     eval_every: int = Field(100, ge=1, description="held-out loss per language every N steps")
@@ -129,6 +132,8 @@ class PretrainConfig(_Section):
         steps = {0, n}
         if self.checkpoints.powers_of_two:
             p = 1
+            while p < self.checkpoints.powers_of_two_from:
+                p *= 2
             while p <= n:
                 steps.add(p)
                 p *= 2
