@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from babelscope.analysis.alignment_measures import MEASURES, PAIR_MEASURES, scope_measures
-from babelscope.analysis.ap_sets import ap_of_sets
+from babelscope.analysis.ap_sets import ap_of_sets, inverse_ranks
 from babelscope.analysis.stats import length_bins, stratified_permutation
 from babelscope.errors import BabelscopeError
 
@@ -147,6 +147,7 @@ def null_step(
         (n_r, len(scopes), len(PAIR_MEASURES), len(plan.langs), len(plan.langs)), np.nan
     )
     chunks = [range(s, min(s + R_CHUNK, n_r)) for s in range(0, n_r, R_CHUNK)]
+    invs = [tuple(inverse_ranks(r) for r in pair) for pair in ranks]
     for rs in track(chunks, f"null: {n_r} permutations", transient=True):
         per_half = []
         for h in (0, 1):
@@ -156,7 +157,7 @@ def null_step(
                 for r in rs:
                     y = plan.labels[i][plan.perms[i][r]]
                     sets += half_sets(y, plan.halves[i], h)
-                ap = ap_of_sets(ranks[i][h], sets)
+                ap = ap_of_sets(ranks[i][h], sets, invs[i][h])
                 per_lang.append(ap.reshape(len(rs), len(plan.cols[i]), n_units))
             per_half.append(_stack(plan, per_lang, n_units))
         for j, r in enumerate(rs):

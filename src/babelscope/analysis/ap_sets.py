@@ -35,7 +35,7 @@ def _ap_kernel_py(n_ge, inv, pos_flat, pos_start, out):  # pragma: no cover - co
             for u in range(n_units):
                 out[s, u] = np.nan
             continue
-        acc = np.zeros(n_units, np.float64)
+        acc = np.zeros(n_units, np.float32)
         cnt = np.empty(n_units, np.int32)
         for j in range(p):
             gj = n_ge[pos_flat[a + j]]
@@ -65,12 +65,16 @@ def ranks(scores: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(_n_ge_all(np.ascontiguousarray(x.T)).T)
 
 
-def ap_of_sets(n_ge: np.ndarray, positives: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+def ap_of_sets(
+    n_ge: np.ndarray, positives: Sequence[np.ndarray] | np.ndarray, inv: np.ndarray | None = None
+) -> np.ndarray:
     """AP of every unit for each positive set: ``(n_sets, units)`` float32.
 
     ``n_ge`` from :func:`ranks`; ``positives`` is a list of index arrays into the
     sentences, or a boolean ``(n_sets, sentences)`` matrix. A set without positives
-    gives NaN.
+    gives NaN. ``inv`` (``1 / n_ge`` as float32) may be passed when the same ranks serve
+    many calls. Sums run in float32 (8 lanes per vector): AP agrees with scikit-learn to
+    about 1e-6.
     """
     if isinstance(positives, np.ndarray) and positives.dtype == np.bool_:
         sets = [np.flatnonzero(row) for row in positives]
@@ -86,10 +90,15 @@ def ap_of_sets(n_ge: np.ndarray, positives: Sequence[np.ndarray] | np.ndarray) -
     out = np.empty((len(sets), n_ge.shape[1]), dtype=np.float32)
     if len(sets):
         g = np.ascontiguousarray(n_ge, dtype=np.int32)
-        inv = 1.0 / g  # float64: the sum is exact to float32 storage
+        inv = inverse_ranks(g) if inv is None else inv
         kernel = _ap_kernel if len(sets) * g.shape[1] * 16 >= PARALLEL_FROM else _ap_kernel_serial
         kernel(g, inv, flat, start, out)
     return out
+
+
+def inverse_ranks(n_ge: np.ndarray) -> np.ndarray:
+    """``1 / N_ge`` as float32, the kernel's second input."""
+    return (1.0 / np.asarray(n_ge, dtype=np.float64)).astype(np.float32)
 
 
 def ap_of_labels(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
