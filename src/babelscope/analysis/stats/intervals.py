@@ -63,6 +63,20 @@ def bootstrap_interval(
         v = v[keep]
         _, inv = np.unique(c, return_inverse=True)
         groups = [v[inv == g] for g in range(inv.max() + 1)]
+        if stat is np.mean:
+            # Vectorised: a cluster drawn k times contributes k independent resamples of its
+            # values, i.e. multinomial weights over its values with k * n_g draws in all.
+            n_g = len(groups)
+            picks = rng.multinomial(n_g, np.full(n_g, 1 / n_g), size=n_boot)  # (n_boot, G)
+            num = np.zeros(n_boot)
+            den = np.zeros(n_boot)
+            for g, vals in enumerate(groups):
+                w = rng.multinomial(picks[:, g] * len(vals), np.full(len(vals), 1 / len(vals)))
+                num += w @ vals
+                den += w.sum(1)
+            reps = num / den
+            lo, hi = np.quantile(reps, [alpha, 1 - alpha])
+            return float(lo), float(hi)
         reps = np.empty(n_boot)
         for b in range(n_boot):
             picked = rng.integers(0, len(groups), size=len(groups))
