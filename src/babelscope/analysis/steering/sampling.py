@@ -96,6 +96,21 @@ def _eval_mode(model: Any) -> Iterator[None]:
         model.train(was_training)
 
 
+def _cache_kwarg(model: Any) -> str:
+    """The forward's name for the KV cache: ``cache`` in current transformers (which warns
+    that ``past_key_values`` is deprecated), ``past_key_values`` in older releases."""
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _cache_of(res: Any) -> Any:
+    """The KV cache of a forward's output, under either name (without the deprecation)."""
+    for key in ("cache", "past_key_values"):
+        if key in res:  # ModelOutput is a dict: its keys are the fields it holds
+            return res[key]
+    return None
+
+
 def sample_next(
     logits: torch.Tensor, generators: Sequence[torch.Generator], temperature: float, top_p: float
 ) -> torch.Tensor:
@@ -170,11 +185,11 @@ def sample_tokens(
                     res = model(
                         input_ids=step_input,
                         attention_mask=mask[:, :length],
-                        past_key_values=past,
                         use_cache=True,
+                        **{_cache_kwarg(model): past},
                         **kwargs,
                     )
-                    past = res.past_key_values
+                    past = _cache_of(res)
                 else:
                     res = model(
                         input_ids=torch.cat([ids, new], dim=1),
