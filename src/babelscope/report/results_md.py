@@ -182,7 +182,8 @@ def render(run_dir: str | Path) -> str:
         "kernels (oneDNN/MKL matrix products, bf16 autocast where the CPU has native bf16) "
         "sum in an order that depends on the instruction set and thread count, so a machine "
         "with another CPU can train slightly different weights, and every later number then "
-        "moves within its interval. Same machine type and threads: identical numbers.",
+        "moves within its interval. On this machine type three fresh-clone runs of an earlier "
+        "version gave identical numbers; this version was run once.",
     ]
     for title, body in [("Timing", _timing(run)),
                         ("Corpus (`data/manifest.json`, `data/concepts.parquet`)", _data(run)),
