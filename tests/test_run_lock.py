@@ -244,3 +244,19 @@ def test_stage_keys_follow_the_files(tmp_path, lock_data, tiny_series_dir):
     run = run_study(cfg)
     assert run.notes["data"]["data_hash"] == data_hash(data) != old_hash
     assert read_parquet_metadata(result)["data_hash"] == data_hash(data)
+
+
+def test_standalone_commands_take_the_lock(tmp_path, capsys):
+    """`babelscope align --out DIR` (and the other standalone commands) refuse a directory
+    another babelscope process holds, with one line naming it."""
+    from babelscope.cli import main
+    from babelscope.rundir import run_lock
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with run_lock(out):
+        with pytest.raises(SystemExit) as e:
+            main(["align", "--out", str(out)])
+        assert e.value.code == 2
+        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert len(err) == 1 and "is in use by pid" in err[0], err

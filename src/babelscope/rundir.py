@@ -157,6 +157,22 @@ def run_lock(path: Path, *, wait: bool = False, poll_s: float = 0.5) -> Iterator
         os.close(fd)
 
 
+@contextlib.contextmanager
+def locked_out(path: Path) -> Iterator[None]:
+    """The lock of a standalone command's ``--out`` (probe, experts, align, similarity,
+    steer, pretrain): two commands never write one directory at once, and a running
+    ``babelscope run`` there is not disturbed."""
+    path = check_run_dir_path(Path(path))
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BabelscopeError(
+            f"cannot create {path}: {e.strerror or e}; choose a writable --out"
+        ) from None
+    with run_lock(path):
+        yield
+
+
 # --- what a run directory holds: its configuration, stage outputs, forced redo ----------
 
 

@@ -68,7 +68,12 @@ def register(app: typer.Typer) -> None:
         from babelscope.checkpoints.inspect import apply_inspection
 
         chosen = apply_inspection(resolve_series(series), out, include_flagged)
-        df = run_experts(chosen, data, out, settings, cache_dir=cache, device=device, dtype=dtype)
+        from babelscope.rundir import locked_out
+
+        with locked_out(out):
+            df = run_experts(
+                chosen, data, out, settings, cache_dir=cache, device=device, dtype=dtype
+            )
         info(
             f"experts: {df[['step', 'concept', 'lang']].drop_duplicates().shape[0]} (step, concept, language) "
             f"triples scored; wrote {out / 'results' / 'experts.parquet'}"
@@ -112,7 +117,10 @@ def register(app: typer.Typer) -> None:
         except ValidationError as e:
             err = e.errors()[0]
             raise BabelscopeError(f"bad option {err['loc'][0]}: {err['msg']}") from None
-        df = run_alignment(out, settings)
+        from babelscope.rundir import locked_out
+
+        with locked_out(out):
+            df = run_alignment(out, settings)
         whole = df[(df["layer"] == "all") & (df["measure"].isin(["overlap", "crosslingual"]))]
         for r in whole.itertuples():
             info(f"step {r.step:>8}  {r.measure:<13} {r.value:8.4f}   (chance {r.chance:.4f})")

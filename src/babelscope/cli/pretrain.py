@@ -56,7 +56,10 @@ def register(app: typer.Typer) -> None:
         from babelscope.progress import console
 
         cfg = load_pretrain_config(config)
-        paths = pretrain(cfg, data, out, resume=resume, force=force)
+        from babelscope.rundir import locked_out
+
+        with locked_out(out):
+            paths = pretrain(cfg, data, out, resume=resume, force=force)
         console.print(f"{len(paths)} checkpoints in {out / 'checkpoints'} (last: {paths[-1].name})")
         if samples or prompt:
             from babelscope.pretrain.samples import generate_samples

@@ -104,7 +104,10 @@ def register(app: typer.Typer) -> None:
         from babelscope.checkpoints.inspect import apply_inspection
 
         chosen = apply_inspection(resolve_series(series), out, include_flagged)
-        df = run_probe(chosen, data, out, settings, device=device, dtype=dtype)
+        from babelscope.rundir import locked_out
+
+        with locked_out(out):
+            df = run_probe(chosen, data, out, settings, device=device, dtype=dtype)
         figures = plot_probe(df, out / "figures")
 
         from rich.console import Console

@@ -76,7 +76,10 @@ def register(app: typer.Typer) -> None:
             raise BabelscopeError(f"--{where.replace('_', '-')}: {err['msg']}") from None
 
         chosen = apply_inspection(resolve_series(series), out, include_flagged)
-        df, _ = run_similarity(chosen, data, out, settings, device=device, dtype=dtype)
+        from babelscope.rundir import locked_out
+
+        with locked_out(out):
+            df, _ = run_similarity(chosen, data, out, settings, device=device, dtype=dtype)
         figures = plot_representations(out)
 
         from rich.console import Console

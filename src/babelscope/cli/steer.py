@@ -115,7 +115,10 @@ def register(app: typer.Typer) -> None:
         from babelscope.checkpoints.series import resolve_series
 
         chosen = apply_inspection(resolve_series(series), out, include_flagged)
-        df = run_steering(chosen, data, out, settings, device=device, dtype=dtype)
+        from babelscope.rundir import locked_out
+
+        with locked_out(out):
+            df = run_steering(chosen, data, out, settings, device=device, dtype=dtype)
         console.print(f"wrote {out / 'results' / 'steering.parquet'} ({len(df)} outputs)")
         if figures and len(df):
             from babelscope.report.figures.steering import plot_steering
