@@ -21,7 +21,7 @@ def test_embedded_default_and_micro_load():
     assert default.data.alpha == 0.3 and default.languages is None
     steps = default.checkpoint_steps()
     assert steps[0] == 0 and steps[-1] == default.train.steps
-    assert steps == [0, 16, 32, 64, 128, 256, 512, 1024, 1536]  # powers of two from 16
+    assert steps == [0, 64, 128, 256, 512, 1024, 1536]  # powers of two from 64
     micro = load_pretrain_config(MICRO_CONFIG)
     assert micro.train.steps < 50 and micro.model.num_layers <= 2
 
