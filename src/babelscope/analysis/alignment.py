@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -303,7 +304,9 @@ def align_step(
     for si, (scope, lo, hi, k) in enumerate(scopes):
         r = res[scope]
         r.items["self_ap_insample"] = _insample_self(arr["ap"], k, lo, hi)
-        floors = _floors(arr, hi - lo, k, m, real)
+        with warnings.catch_warnings():  # concepts absent from a half: NaN, not a warning
+            warnings.simplefilter("ignore", RuntimeWarning)
+            floors = _floors(arr, hi - lo, k, m, real)
         for measure in ROW_MEASURES:
             vals, clusters = r.items[measure]
             value = float(np.mean(vals)) if len(vals) else float("nan")
@@ -360,7 +363,9 @@ def strongest_units(arr: dict[str, Any], k: int, n: int) -> list[tuple[str, int,
     for c, concept in enumerate(arr["concepts"]):
         members = idx[:, c][idx[:, c] >= 0]
         counts = np.bincount(members.ravel(), minlength=ap0.shape[-1])
-        mean_ap = np.nanmean(ap0[:, c], axis=0)
+        with warnings.catch_warnings():  # a concept without half-0 positives: all NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean_ap = np.nanmean(ap0[:, c], axis=0)
         for u in np.flatnonzero(counts > 0):
             cands.append((int(counts[u]), float(mean_ap[u]), concept, int(u)))
     cands.sort(key=lambda t: (-t[0], -t[1], t[2], t[3]))

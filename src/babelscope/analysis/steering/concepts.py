@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +45,10 @@ def concept_strengths(out_dir: Path, step: int, lang: str) -> tuple[dict[str, fl
         if held_out:
             h0 = np.asarray(shard["ap_half0"][c], dtype=np.float64)
             h1 = np.asarray(shard["ap_half1"][c], dtype=np.float64)
-            a = np.nanmean(h1[top_indices(h0, STRENGTH_TOP)])
-            b = np.nanmean(h0[top_indices(h1, STRENGTH_TOP)])
+            with warnings.catch_warnings():  # no positives in a half: NaN strength
+                warnings.simplefilter("ignore", RuntimeWarning)
+                a = np.nanmean(h1[top_indices(h0, STRENGTH_TOP)])
+                b = np.nanmean(h0[top_indices(h1, STRENGTH_TOP)])
             out[concept] = float((a + b) / 2)
         else:
             ap = np.asarray(shard["ap"][c], dtype=np.float64)
