@@ -505,6 +505,7 @@ def headline(run_dir: Path) -> dict[str, Any]:
         whole = df[df["layer"].astype(str) == "all"]
         if not whole.empty:
             first, last = whole["step"].min(), whole["step"].max()
+
             def at(g: Any, step: Any, col: str) -> float | None:
                 v = g.loc[g["step"] == step, col] if col in g else []
                 return float(v.mean()) if len(v) else None
@@ -598,7 +599,14 @@ def print_summary(run: Run) -> None:
         t = Table(
             title=f"alignment, whole model, step {h['alignment_steps'][0]} -> {h['alignment_steps'][1]}"
         )
-        for c in ("measure", "first", "last", "null mean (last)", "p (last)", "other concept (last)"):
+        for c in (
+            "measure",
+            "first",
+            "last",
+            "null mean (last)",
+            "p (last)",
+            "other concept (last)",
+        ):
             t.add_column(c)
 
         def fmt(v: float | None) -> str:
