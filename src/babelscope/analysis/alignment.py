@@ -195,22 +195,6 @@ def _load_step(out_dir: Path, step: int, langs: list[str]) -> dict[str, dict[str
         if not p.exists():
             raise BabelscopeError(f"missing expert scores {p}: rerun `babelscope experts`")
         shards[lang] = read_shard(p)
-    first = shards[langs[0]]
-    for lang in langs[1:]:
-        if (shards[lang]["layers"], shards[lang]["widths"]) != (first["layers"], first["widths"]):
-            raise BabelscopeError(
-                f"expert scores of step {step} differ in units between languages: rerun experts"
-            )
-    return shards
-
-
-def _load_step(out_dir: Path, step: int, langs: list[str]) -> dict[str, dict[str, Any]]:
-    shards = {}
-    for lang in langs:
-        p = shard_path(out_dir, step, lang)
-        if not p.exists():
-            raise BabelscopeError(f"missing expert scores {p}: rerun `babelscope experts`")
-        shards[lang] = read_shard(p)
         if "ap_half0" not in shards[lang]:
             raise BabelscopeError(
                 f"expert scores {p} have no held-out halves (written by an older babelscope): "
@@ -395,9 +379,10 @@ def run_alignment(out_dir: str | Path, settings: AlignSettings | None = None) ->
         raise BabelscopeError(
             f"min_languages = {m} but only {len(langs)} languages are compared: choose m <= {len(langs)}"
         )
-    last = step_arrays(_load_step(out_dir, steps[-1], langs), langs)
-    first_shard = read_shard(shard_path(out_dir, steps[-1], langs[0]))
-    layers, widths = first_shard["layers"], first_shard["widths"]
+    last_shards = _load_step(out_dir, steps[-1], langs)
+    last = step_arrays(last_shards, langs)
+    layers, widths = last_shards[langs[0]]["layers"], last_shards[langs[0]]["widths"]
+    del last_shards
     scopes = scopes_for(layers, widths, settings)
     chosen = strongest_units(last, scopes[-1][3], settings.n_trajectory_units)
     off = np.concatenate([[0], np.cumsum(widths)])
