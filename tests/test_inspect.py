@@ -131,3 +131,56 @@ def test_apply_inspection_skips_flagged_steps(tiny_series_dir, tmp_path):
     )  # fmt: skip
     assert apply_inspection(series, tmp_path).steps == [0, 2]
     assert apply_inspection(series, tmp_path, include_flagged=True).steps == [0, 1, 2]
+
+
+def _old_nll(model, tok, texts, batch_size=16):
+    """The former computation: a float32 log-softmax over the whole padded batch."""
+    total, count = 0.0, 0
+    enc = tok(list(texts), add_special_tokens=True, truncation=True, max_length=256)["input_ids"]
+    pad = tok.pad_token_id
+    with torch.inference_mode():
+        for i in range(0, len(enc), batch_size):
+            seqs = enc[i : i + batch_size]
+            t = max(len(s) for s in seqs)
+            ids = torch.full((len(seqs), t), pad, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for j, s in enumerate(seqs):
+                ids[j, : len(s)], mask[j, : len(s)] = torch.tensor(s), 1
+            logits = model(input_ids=ids, attention_mask=mask).logits.float()
+            lp = torch.log_softmax(logits[:, :-1], dim=-1)
+            nll = -lp.gather(-1, ids[:, 1:, None])[..., 0]
+            m = mask[:, 1:].bool()
+            total += float(nll[m].sum())
+            count += int(m.sum())
+    return total, count
+
+
+@pytest.mark.parametrize("family", ["xglm", "gpt2", "opt_proj", "gemma2"])
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_chunked_loss_equals_the_full_log_softmax(tiny_series_dir, monkeypatch, family, dtype):
+    """Per-chunk cross-entropy through the output head gives the old full-vocabulary
+    log-softmax's numbers (OPT's project_out and Gemma 2's logit cap included)."""
+    from transformers import AutoTokenizer
+
+    from babelscope.activations.families import family_of
+    from babelscope.checkpoints import inspect as insp
+    from babelscope.checkpoints.series import LoadedCheckpoint, torch_dtype
+    from helpers_models import tiny_family_model
+
+    tok = AutoTokenizer.from_pretrained(tiny_series_dir / "step-0")
+    model = tiny_family_model(family, vocab_size=len(tok)).to(torch_dtype(dtype))
+    loaded = LoadedCheckpoint(0, model, tok, family_of(model), "fp")
+    texts = [t for sents in TEXTS.values() for t in sents]
+    # 16 positions per chunk (the floor): every batch spans several chunks.
+    monkeypatch.setattr(insp, "LOGIT_CHUNK_BYTES", 1)
+    new, n_new = insp._nll(loaded, texts, batch_size=5)
+    old, n_old = _old_nll(model, tok, texts, batch_size=5)
+    assert n_new == n_old > 100
+    assert new == pytest.approx(old, rel=1e-6)  # measured: 1e-8 to 7e-8
+
+
+def test_rows_report_tokens_and_throughput(tiny_series_dir):
+    df = inspect_series(resolve_series(tiny_series_dir), TEXTS)
+    assert (df["tokens"] > 0).all() and (df["tokens_per_s"] > 0).all()
+    assert (df["tokens"] == df["tokens"].iloc[0]).all()  # same texts, same tokenizer
+    assert (df["seconds"] > 0).all()

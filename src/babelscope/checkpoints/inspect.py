@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 
 from babelscope.checkpoints.series import (
     CheckpointSeries,
@@ -36,7 +38,8 @@ from babelscope.checkpoints.series import (
     resolve_series,
 )
 from babelscope.errors import BabelscopeError
-from babelscope.progress import info, track
+from babelscope.executor.base import serial_or
+from babelscope.progress import info, make_progress
 
 #: A fixed held-out text per language, used when the user gives no data.
 DEFAULT_TEXTS: dict[str, list[str]] = {
@@ -62,29 +65,103 @@ def _batches(n: int, size: int) -> list[range]:
     return [range(i, min(i + size, n)) for i in range(0, n, size)]
 
 
+#: Float32 logits held at once while the loss is computed: a chunk of positions times the
+#: vocabulary (a 262k vocabulary gives chunks of 256 positions), never a whole padded batch.
+LOGIT_CHUNK_BYTES = 256 << 20
+
+
+def _pad_batch(seqs: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    t = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), t), pad, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for j, s in enumerate(seqs):
+        ids[j, : len(s)], mask[j, : len(s)] = torch.tensor(s), 1
+    return ids, mask
+
+
+def _encode_batches(tok: Any, texts: Sequence[str], batch_size: int) -> list[list[list[int]]]:
+    enc = tok(list(texts), add_special_tokens=True, truncation=True, max_length=256)["input_ids"]
+    return [[enc[i] for i in rows] for rows in _batches(len(enc), batch_size)]
+
+
+def _chunked_nll(head: Any, hidden: torch.Tensor, target: torch.Tensor, chunk: int) -> float:
+    """Summed cross-entropy of ``target`` (N,) under the logits of ``hidden`` (N, d), computed
+    ``chunk`` positions at a time through the output head (float32 logits per chunk)."""
+    total = 0.0
+    for i in range(0, len(target), chunk):
+        logits = head.logits(hidden[i : i + chunk], final=True).float()
+        total += float(F.cross_entropy(logits, target[i : i + chunk], reduction="sum"))
+    return total
+
+
 @torch.inference_mode()
-def _nll(loaded: LoadedCheckpoint, texts: Sequence[str], batch_size: int = 16) -> tuple[float, int]:
-    """Sum of next-token negative log-likelihoods and the number of predicted tokens."""
+def _nll_batches(
+    loaded: LoadedCheckpoint, batches: Sequence[list[list[int]]], on_batch: Any = None
+) -> tuple[float, int]:
+    """Sum of next-token negative log-likelihoods over ``batches`` of token ids, and the
+    number of predicted tokens. The base model gives the final hidden states; only the
+    real (non-padding) positions go through the output head, in chunks."""
+    from babelscope.activations.families import get_module, output_head
+
     model, tok = loaded.model, loaded.tokenizer
     dev = next(model.parameters()).device
-    enc = tok(list(texts), add_special_tokens=True, truncation=True, max_length=256)["input_ids"]
+    base = get_module(model, loaded.family.base)
+    head = output_head(model)
+    vocab = int(getattr(head.head, "out_features", 0) or head.head.weight.shape[0])
+    chunk = max(16, LOGIT_CHUNK_BYTES // (4 * vocab))
     pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
     total, count = 0.0, 0
-    for rows in _batches(len(enc), batch_size):
-        seqs = [enc[i] for i in rows]
-        t = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), t), pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for j, s in enumerate(seqs):
-            ids[j, : len(s)], mask[j, : len(s)] = torch.tensor(s), 1
-        logits = model(input_ids=ids.to(dev), attention_mask=mask.to(dev)).logits.float()
-        lp = torch.log_softmax(logits[:, :-1], dim=-1)
-        target = ids[:, 1:].to(dev)
-        nll = -lp.gather(-1, target[..., None])[..., 0]
-        m = mask[:, 1:].to(dev).bool()
-        total += float(nll[m].sum())
-        count += int(m.sum())
+    for seqs in batches:
+        ids, mask = _pad_batch(seqs, pad)
+        ids, mask = ids.to(dev), mask.to(dev)
+        hidden = base(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+        keep = mask[:, 1:].bool()
+        total += _chunked_nll(head, hidden[:, :-1][keep], ids[:, 1:][keep], chunk)
+        count += int(keep.sum())
+        if on_batch is not None:
+            on_batch()
     return total, count
+
+
+def _nll(loaded: LoadedCheckpoint, texts: Sequence[str], batch_size: int = 16) -> tuple[float, int]:
+    """Sum of next-token negative log-likelihoods and the number of predicted tokens."""
+    return _nll_batches(loaded, _encode_batches(loaded.tokenizer, texts, batch_size))
+
+
+def perplexity_row(
+    loaded: LoadedCheckpoint, texts_by_lang: Mapping[str, Sequence[str]], batch_size: int = 16
+) -> dict[str, Any]:
+    """``ppl_<lang>``, ``ppl`` (geometric mean over languages), ``_logppl``, and the timing:
+    ``tokens`` (forwarded, padding excluded), ``seconds``, ``tokens_per_s``. A progress bar
+    runs over the checkpoint's batches."""
+    batches = {
+        lang: _encode_batches(loaded.tokenizer, texts, batch_size)
+        for lang, texts in texts_by_lang.items()
+    }
+    n_batches = sum(len(b) for b in batches.values())
+    row: dict[str, Any] = {}
+    logs, tokens = [], 0
+    t0 = time.perf_counter()
+    with make_progress(transient=True) as prog:
+        task = prog.add_task(f"step {loaded.step}: perplexity", total=n_batches)
+        for lang, lang_batches in batches.items():
+            nll, n = _nll_batches(loaded, lang_batches, lambda: prog.advance(task))
+            tokens += sum(len(s) for b in lang_batches for s in b)
+            lp = nll / max(n, 1)
+            row[f"ppl_{lang}"] = math.exp(lp) if math.isfinite(lp) and lp < 700 else math.inf
+            logs.append(lp if math.isfinite(lp) else math.inf)
+    seconds = time.perf_counter() - t0
+    info(f"[dim]step {loaded.step}: {tokens:,} tokens in {seconds:.1f} s "
+         f"({tokens / max(seconds, 1e-9):,.0f} tokens/s)[/dim]")  # fmt: skip
+    row["ppl"] = (
+        math.exp(float(np.mean(logs)))
+        if all(math.isfinite(x) and x < 700 for x in logs)
+        else math.inf
+    )
+    row["_logppl"] = float(np.mean(logs))
+    row.update(tokens=tokens, seconds=round(seconds, 3),
+               tokens_per_s=round(tokens / seconds, 1) if seconds > 0 else math.inf)  # fmt: skip
+    return row
 
 
 @torch.inference_mode()
@@ -105,6 +182,29 @@ def _nonfinite(model: torch.nn.Module) -> bool:
     )
 
 
+def inspect_checkpoint(
+    ckpt: Any, job: tuple[dict[str, Any], list[str], str, str]
+) -> dict[str, Any]:
+    """One checkpoint's row (before flags): fingerprint, perplexities, the probe batch's
+    logits hash; an unreadable checkpoint gives a row flagged later, not a crash. ``job``
+    is ``(texts_by_lang, probe texts, device, dtype)``. The executor's unit of work."""
+    texts_by_lang, probe, device, dtype = job
+    try:
+        loaded = load_checkpoint(ckpt, dtype=dtype, device=device)
+    except CheckpointUnreadable as e:
+        # A flag, not a crash: the caller reports flagged steps (and why, in "error").
+        return _unreadable_row(ckpt.step, list(texts_by_lang)) | {"error": str(e)}
+    row: dict[str, Any] = {
+        "step": ckpt.step,
+        "params": loaded.params,
+        "fingerprint": loaded.fingerprint,
+    }
+    row.update(perplexity_row(loaded, texts_by_lang))
+    row["_nonfinite"] = _nonfinite(loaded.model)
+    row["_probe"] = _probe_hash(loaded, probe)
+    return row
+
+
 def inspect_series(
     series: CheckpointSeries | Any,
     texts_by_lang: Mapping[str, Sequence[str]] | None = None,
@@ -112,10 +212,12 @@ def inspect_series(
     device: str = "cpu",
     dtype: str = "fp32",
     ratio: float = 10.0,
+    executor: Any = None,
 ) -> pd.DataFrame:
     """One row per checkpoint: step, params, fingerprint, ``ppl_<lang>``, ``ppl``, flags.
 
-    Checkpoints are loaded one at a time. ``ppl`` is the geometric mean over languages.
+    Checkpoints are loaded one at a time, or as tasks of ``executor``
+    (:mod:`babelscope.executor`). ``ppl`` is the geometric mean over languages.
     """
     if not isinstance(series, CheckpointSeries):
         series = resolve_series(series)
@@ -126,35 +228,11 @@ def inspect_series(
             f"no held-out text for language(s) {empty}: give at least one sentence per language"
         )
     probe = [t[0] for t in texts_by_lang.values()][:4]
-    rows: list[dict[str, Any]] = []
-    for ckpt in track(series.checkpoints, f"inspecting {series.name}"):
-        try:
-            loaded = load_checkpoint(ckpt, dtype=dtype, device=device)
-        except CheckpointUnreadable as e:
-            # A flag, not a crash: the caller reports flagged steps (and why, in "error").
-            rows.append(_unreadable_row(ckpt.step, list(texts_by_lang)) | {"error": str(e)})
-            continue
-        row: dict[str, Any] = {
-            "step": ckpt.step,
-            "params": loaded.params,
-            "fingerprint": loaded.fingerprint,
-        }
-        logs = []
-        for lang, texts in texts_by_lang.items():
-            nll, n = _nll(loaded, texts)
-            lp = nll / max(n, 1)
-            row[f"ppl_{lang}"] = math.exp(lp) if math.isfinite(lp) and lp < 700 else math.inf
-            logs.append(lp if math.isfinite(lp) else math.inf)
-        row["ppl"] = (
-            math.exp(float(np.mean(logs)))
-            if all(math.isfinite(x) and x < 700 for x in logs)
-            else math.inf
-        )
-        row["_logppl"] = float(np.mean(logs))
-        row["_nonfinite"] = _nonfinite(loaded.model)
-        row["_probe"] = _probe_hash(loaded, probe)
-        rows.append(row)
-        del loaded
+    # One unit per checkpoint (inspect_checkpoint), run by the executor (serial by default).
+    rows = serial_or(executor).map(
+        inspect_checkpoint, series.checkpoints, (texts_by_lang, probe, device, dtype),
+        desc=f"inspecting {series.name}",
+    )  # fmt: skip
     df = pd.DataFrame(rows)
     df["flags"] = _flags(df, ratio)
     extra = [c for c in ("_logppl", "_probe", "_nonfinite", "_unreadable") if c in df]
