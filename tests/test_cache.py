@@ -124,3 +124,51 @@ def test_token_samples_cache_matches_direct_extraction(loaded, tmp_path):
 def test_bad_shard_size(loaded, tmp_path):
     with pytest.raises(BabelscopeError, match="shard_size"):
         cached_pooled(loaded, TEXTS, data_key="d", cache_dir=tmp_path, shard_size=0)
+
+
+@pytest.mark.parametrize("store", ["float16", "bfloat16"])
+def test_half_precision_entries_read_back_the_rounded_values(loaded, tmp_path, store):
+    from babelscope.activations.precision import roundtrip
+
+    direct = extract_pooled(loaded.model, loaded.tokenizer, TEXTS, batch_size=8)
+    half = cached_pooled(loaded, TEXTS, data_key="d", cache_dir=tmp_path, batch_size=8,
+                         shard_size=10, store_dtype=store)  # fmt: skip
+    again = cached_pooled(loaded, TEXTS, data_key="d", cache_dir=tmp_path, batch_size=8,
+                          shard_size=10, store_dtype=store)  # fmt: skip
+    full = cached_pooled(loaded, TEXTS, data_key="d", cache_dir=tmp_path, batch_size=8)
+    assert half.meta["cache_entry"] != full.meta["cache_entry"], "the dtype is in the key"
+    for layer in direct.layers:
+        got = again.get(layer)
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, roundtrip(direct.get(layer), store))
+        assert not np.array_equal(got, direct.get(layer)), "values were rounded"
+    size = {
+        p.meta["cache_entry"]: cache_mod.cache_size(p.meta["cache_entry"]) for p in (half, full)
+    }
+    assert size[half.meta["cache_entry"]] < 0.6 * size[full.meta["cache_entry"]]
+
+
+def test_a_budget_too_small_extracts_in_memory_and_writes_nothing(loaded, tmp_path):
+    direct = extract_pooled(loaded.model, loaded.tokenizer, TEXTS, batch_size=8)
+    p = cached_pooled(
+        loaded, TEXTS, data_key="d", cache_dir=tmp_path, batch_size=8, max_cache_bytes=1000
+    )
+    assert p.meta["cache_entry"] is None and not any(tmp_path.iterdir())
+    for layer in direct.layers:
+        np.testing.assert_array_equal(p.get(layer), direct.get(layer))
+    roomy = cached_pooled(
+        loaded, TEXTS, data_key="d", cache_dir=tmp_path, batch_size=8, max_cache_bytes=10**9
+    )
+    assert roomy.meta["cache_entry"] is not None and cache_mod.cache_size(tmp_path) > 1000
+
+
+def test_remove_entries_frees_one_step_only(tiny_series_dir, loaded, tmp_path):
+    other = load_checkpoint(resolve_series(tiny_series_dir).get(2))
+    for ld in (loaded, other):
+        cached_pooled(ld, TEXTS[:8], data_key="d", cache_dir=tmp_path, batch_size=8)
+    assert cache_mod.remove_entries(tmp_path, 1, fingerprint="someone-else") == 0
+    before = cache_mod.cache_size(tmp_path)
+    freed = cache_mod.remove_entries(tmp_path, 1, fingerprint=loaded.fingerprint)
+    assert 0 < freed < before and cache_mod.cache_size(tmp_path) == before - freed
+    assert [p.name.split("-")[0] for p in tmp_path.iterdir()] == ["step2"]
+    assert cache_mod.remove_entries(tmp_path / "absent", 1) == 0

@@ -35,7 +35,8 @@ from babelscope.activations.extract import (
     extract_pooled,
     extract_token_samples,
 )
-from babelscope.activations.neurons import UnitKind
+from babelscope.activations.neurons import UnitKind, hook_points, layer_widths
+from babelscope.activations.precision import Decoded, check_store_dtype, itemsize, raw_arrays
 from babelscope.checkpoints.series import LoadedCheckpoint
 from babelscope.errors import BabelscopeError
 from babelscope.io import (
@@ -212,23 +213,44 @@ def cached_pooled(
     layers: Sequence[int] | None = None,
     shard_size: int = 512,
     verify: bool = True,
+    store_dtype: str = "float32",
+    max_cache_bytes: int | None = None,
 ) -> PooledActivations:
     """:func:`~babelscope.activations.extract.extract_pooled` through the on-disk cache.
 
     The arrays returned are read-only memory maps. ``data_key`` should identify the data
     (e.g. the corpus hash and the language); the texts are hashed into the key as well.
+    ``store_dtype`` (``float16``, ``bfloat16``) stores half-precision values, read back as
+    float32. ``max_cache_bytes``: a new entry that would take ``cache_dir`` past this size
+    is not written; the activations are extracted in memory instead (same values).
     """
     if shard_size < 1:
         raise BabelscopeError(f"shard_size must be at least 1, not {shard_size}")
     texts = list(texts)
+    store = {} if store_dtype == "float32" else {"store": check_store_dtype(store_dtype)}
     key = _key_fields(loaded, texts, data_key, kind=kind, pooling=pooling, max_length=max_length,
-                      layers=None if layers is None else sorted(layers), what="pooled")  # fmt: skip
+                      layers=None if layers is None else sorted(layers), what="pooled", **store)  # fmt: skip
     entry = entry_dir(cache_dir, key)
+    common = dict(kind=kind, pooling=pooling, layers=layers, batch_size=batch_size,
+                  max_length=max_length, store_dtype=store_dtype)  # fmt: skip
+    if max_cache_bytes is not None and not (entry / MANIFEST).is_file():
+        need = (
+            len(texts)
+            * sum(layer_widths(hook_points(loaded.model, kind, layers)).values())
+            * itemsize(store_dtype)
+        )
+        if cache_size(cache_dir) + need > max_cache_bytes:
+            p = extract_pooled(loaded.model, loaded.tokenizer, texts, **common)
+            p.meta = {
+                "cache_entry": None,
+                "key": key,
+                "not_cached": f"{need} bytes over the budget",
+            }
+            return p
 
     def compute(start: int, end: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        p = extract_pooled(loaded.model, loaded.tokenizer, texts[start:end], kind=kind, pooling=pooling,
-                           layers=layers, batch_size=batch_size, max_length=max_length)  # fmt: skip
-        arrays = {f"layer-{layer}": p.get(layer) for layer in p.layers}
+        p = extract_pooled(loaded.model, loaded.tokenizer, texts[start:end], **common)
+        arrays = {f"layer-{layer}": a for layer, a in raw_arrays(p.arrays).items()}
         return arrays, {"n_truncated": p.n_truncated, "n_tokens": p.n_tokens}
 
     arrays, manifest = _run_cached(entry, key, len(texts), shard_size, compute, verify)
@@ -238,7 +260,7 @@ def cached_pooled(
     return PooledActivations(
         layers=layer_ids,
         widths={layer: int(layer_arrays[layer].shape[1]) for layer in layer_ids},
-        arrays=layer_arrays,
+        arrays=layer_arrays if store_dtype == "float32" else Decoded(layer_arrays, store_dtype),
         n_texts=len(texts),
         n_truncated=sum(s["n_truncated"] for s in shards),
         kind=kind,
@@ -297,3 +319,28 @@ def cached_token_samples(
         kind=kind,
         meta={"cache_entry": str(entry), "key": key},
     )
+
+
+def cache_size(cache_dir: str | os.PathLike) -> int:
+    """Bytes under ``cache_dir`` (0 when it does not exist)."""
+    root = Path(cache_dir)
+    return sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) if root.is_dir() else 0
+
+
+def remove_entries(
+    cache_dir: str | os.PathLike | None, step: int, fingerprint: str | None = None
+) -> int:
+    """Remove the cache entries of checkpoint ``step`` (only those of ``fingerprint`` when
+    given: another series' step of the same number stays); return the bytes freed."""
+    if cache_dir is None or not Path(cache_dir).is_dir():
+        return 0
+    freed = 0
+    for entry in Path(cache_dir).glob(f"step{int(step)}-*"):
+        fields = (_load_json(entry / MANIFEST) or {}).get("key_fields", {})
+        if not entry.is_dir() or (
+            fingerprint and fields.get("fingerprint") not in (None, fingerprint)
+        ):
+            continue
+        freed += cache_size(entry)
+        shutil.rmtree(entry, ignore_errors=True)
+    return freed

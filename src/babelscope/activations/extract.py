@@ -41,6 +41,7 @@ from babelscope.activations.neurons import (
     layer_widths,
     layers_of,
 )
+from babelscope.activations.precision import Decoded, encode, storage_dtype
 from babelscope.checkpoints.series import resolve_device
 from babelscope.errors import BabelscopeError
 
@@ -246,10 +247,13 @@ def extract_pooled(
     max_length: int | None = None,
     device: str | torch.device | None = None,
     padding_side: Literal["right", "left"] = "right",
+    store_dtype: str = "float32",
 ) -> PooledActivations:
     """Pool the units of ``kind`` over each text's tokens (masked ``mean``, ``max`` or ``last``).
 
     Returns float32 arrays ``(len(texts), width)`` per layer, in the order of ``texts``.
+    ``store_dtype`` ``float16``/``bfloat16`` holds them in half precision (half the memory;
+    :mod:`babelscope.activations.precision`) and reads them back as float32.
     """
     if pooling not in POOLINGS:
         raise BabelscopeError(f"unknown pooling '{pooling}': choose from {', '.join(POOLINGS)}")
@@ -259,7 +263,9 @@ def extract_pooled(
     points = runner.points
     widths = layer_widths(points)
     n = len(enc.ids)
-    out = {k: np.zeros((n, p.width), dtype=np.float32) for k, p in enumerate(points)}
+    out = {
+        k: np.zeros((n, p.width), dtype=storage_dtype(store_dtype)) for k, p in enumerate(points)
+    }
     index = {id(p): k for k, p in enumerate(points)}
     n_tokens = 0
     for rows in _batches([len(r) for r in enc.ids], batch_size):
@@ -276,10 +282,12 @@ def extract_pooled(
         pooler = _pooler(pooling, cmask.to(runner.device))
 
         def pool(point: HookPoint, value: torch.Tensor, rows=rows, pooler=pooler) -> None:
-            out[index[id(point)]][rows] = pooler(value.to(torch.float32)).cpu().numpy()
+            out[index[id(point)]][rows] = encode(pooler(value.to(torch.float32)), store_dtype)
 
         runner.run(ids, mask, pool)
     arrays = _by_layer(points, out)
+    if store_dtype != "float32":
+        arrays = Decoded(arrays, store_dtype)
     return PooledActivations(
         layers=layers_of(points),
         widths=widths,

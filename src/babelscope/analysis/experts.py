@@ -72,6 +72,27 @@ class ExpertSettings(BaseModel):
     store_dtype: Literal["float32", "float16"] = Field(
         "float32", description="dtype of the full per-unit arrays in the shards"
     )
+    cache: bool = Field(
+        True,
+        description="Keep pooled activations in the on-disk activation cache (resumes inside "
+        "a checkpoint); false: extract each pool in memory, score it, write nothing",
+    )
+    cache_max_gb: float | None = Field(
+        None,
+        gt=0,
+        description="Cache a pool only while the activation cache stays under this size (GB); "
+        "pools that do not fit are scored from memory",
+    )
+    cache_dtype: Literal["float32", "float16", "bfloat16"] = Field(
+        "float32",
+        description="Precision activations are kept in, cached or in memory (half the disk and "
+        "memory; AP differences measured in docs/plan.md)",
+    )
+    keep_cache: bool = Field(
+        True,
+        description="Keep a checkpoint's cache entries once it is scored (false: remove them, "
+        "so the cache holds one checkpoint at most)",
+    )
     threads: int | None = Field(
         None, ge=1, description="Threads for AP (default: usable cores, at most 8)"
     )
@@ -218,15 +239,18 @@ def score_pool(
 def _pooled(
     loaded: Any, pool: Pool, settings: ExpertSettings, cache_dir: Path | None, device: str
 ) -> Any:
-    """Pooled activations of a pool: from the activation cache when there is one."""
+    """Pooled activations of a pool: from the activation cache when there is one and
+    ``settings.cache`` (within ``cache_max_gb``), else extracted in memory with nothing
+    written; held in ``cache_dtype`` precision either way, so a result does not depend on
+    which pools fit the budget. AP is then computed layer by layer (:func:`score_pool`)."""
     common = dict(kind=settings.kind, pooling=settings.pooling, batch_size=settings.batch_size,
-                  max_length=settings.max_length)  # fmt: skip
-    if cache_dir is not None:
+                  max_length=settings.max_length, store_dtype=settings.cache_dtype)  # fmt: skip
+    if cache_dir is not None and settings.cache:
         from babelscope.activations.cache import cached_pooled
 
-        return cached_pooled(
-            loaded, pool.texts, data_key=pool.data_key, cache_dir=cache_dir, **common
-        )
+        budget = None if settings.cache_max_gb is None else int(settings.cache_max_gb * 1e9)
+        return cached_pooled(loaded, pool.texts, data_key=pool.data_key, cache_dir=cache_dir,
+                             max_cache_bytes=budget, **common)  # fmt: skip
     from babelscope.activations.extract import extract_pooled
 
     return extract_pooled(loaded.model, loaded.tokenizer, pool.texts, device=device, **common)
@@ -293,7 +317,9 @@ def _step_key(
     from babelscope.checkpoints.series import checkpoint_signature
     from babelscope.io import settings_hash
 
-    s = settings.model_dump(exclude={"top_k_store", "threads", "batch_size"})
+    # Where activations are kept changes no number (their precision, cache_dtype, does).
+    s = settings.model_dump(exclude={"top_k_store", "threads", "batch_size", "cache",
+                                     "cache_max_gb", "keep_cache"})  # fmt: skip
     ident = checkpoint_signature(ckpt)  # new weights at the same path: recompute
     return settings_hash({"ckpt": ident, "pools": [(p.data_key, p.concepts) for p in pools],
                           "settings": s, "dtype": dtype, "null": null})  # fmt: skip
