@@ -20,6 +20,15 @@ import numpy as np
 PLANT = 40
 
 
+def pool_ns(members: np.ndarray | None = None, **kw) -> SimpleNamespace:
+    """A pool as the experts stage sees it; every sentence a member of every concept
+    unless ``members`` (n, C) says otherwise."""
+    y = np.asarray(kw["labels"], dtype=bool)
+    mem = np.ones_like(y) if members is None else np.asarray(members, dtype=bool)
+    return SimpleNamespace(**kw, members=mem, n_pos=(y & mem).sum(0), n_neg=(~y & mem).sum(0),
+                           variant="matched")  # fmt: skip
+
+
 def synthetic_pools(
     rng: np.random.Generator,
     *,
@@ -52,7 +61,7 @@ def synthetic_pools(
             if planted in ("specific", "both"):
                 x[:, PLANT + 10 + 10 * li + c] += strength * y[:, c]
         ids = [f"{lang}:{i}" for i in range(n)]
-        pools.append(SimpleNamespace(
+        pools.append(pool_ns(
             lang=lang, ids=ids, concepts=[f"c{c}" for c in range(n_concepts)], labels=y,
             sources=list(sources), texts=["x" * int(v) for v in lengths], groups=ids,
         ))  # fmt: skip
@@ -65,24 +74,22 @@ def null_and_observed(pools, xs, *, k: int, permutations: int, seed: int = 0, m:
     their permutation null (one scope: all units). Returns (observed ScopeResult, null dict)."""
     from babelscope.analysis.alignment_null import (
         _stack,
-        half_scores,
         make_plan,
         measures_over_scopes,
         null_step,
     )
     from babelscope.analysis.halves import assign_halves
+    from babelscope.analysis.member_scores import half_scores
 
     group_of = {i: i for p in pools for i in p.ids}
     halves = assign_halves([(p.ids, p.labels) for p in pools], group_of, seed)
     plan = make_plan(pools, halves, m, permutations=permutations, seed=seed, n_bins=4, settings={})
     ranks, ap0, ap1 = [], [], []
-    for p, x, h in zip(pools, xs, halves, strict=True):
-        r0, r1, a0, a1 = half_scores(
-            x, p.labels[:, [p.concepts.index(c) for c in plan.concepts]], h
-        )
-        ranks.append((r0, r1))
-        ap0.append(a0)
-        ap1.append(a1)
+    for i, (p, x, h) in enumerate(zip(pools, xs, halves, strict=True)):
+        hr, a0, a1 = half_scores(x, p.labels, h, p.members)
+        ranks.append(hr)
+        ap0.append(a0[plan.pool_cols[i]])
+        ap1.append(a1[plan.pool_cols[i]])
     n_units = xs[0].shape[1]
     scopes = [("all", 0, n_units, k)]
     obs = measures_over_scopes(

@@ -1,8 +1,6 @@
 """Cross-lingual alignment end to end: shards written by the experts stage's own step
 (held-out halves and the null), planted experts, the rows' references, bad input."""
 
-from types import SimpleNamespace
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,6 +17,7 @@ from babelscope.analysis.experts import ExpertSettings, mark_complete, score_ste
 from babelscope.analysis.halves import assign_halves
 from babelscope.errors import BabelscopeError
 from babelscope.io import read_parquet_metadata
+from helpers_alignment import pool_ns
 
 LANGS = ["eng", "spa", "deu", "zho"]
 WIDTH = 100  # units per layer; two layers
@@ -46,7 +45,7 @@ def planted_run(out, steps=(0, 10), langs=LANGS, n=120, n_random=4, seed=0, perm
     y_water[rng.choice(n, 30, replace=False)] = True
     for lang in langs:
         labels = np.stack([y_water] + [rng.random(n) < 0.25 for _ in range(n_random)], axis=1)
-        pools.append(SimpleNamespace(
+        pools.append(pool_ns(
             lang=lang, ids=[f"{lang}:{i}" for i in range(n)], concepts=concepts, labels=labels,
             sources=["s"] * n, texts=["x" * (5 + i % 7) for i in range(n)],
             groups=[f"g{i}" for i in range(n)],

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from babelscope.analysis.alignment_measures import MEASURES
-from babelscope.analysis.alignment_null import make_plan
+from babelscope.analysis.alignment_null import make_plan, null_values, strata
 from babelscope.analysis.stats import permutation_pvalue
 from helpers_alignment import null_and_observed, synthetic_pools
 
@@ -14,7 +14,7 @@ OVERLAP = MEASURES.index("overlap")
 
 
 def _p(obs, null, measure="overlap"):
-    return permutation_pvalue(obs.value[measure], null["values"][:, 0, MEASURES.index(measure)])
+    return permutation_pvalue(obs.value[measure], null_values(null)[:, 0, MEASURES.index(measure)])
 
 
 def test_false_positive_rate_at_5_percent():
@@ -82,13 +82,19 @@ def test_permutations_keep_strata_and_halves():
     halves = [np.arange(64) % 2 for _ in pools]
     plan = make_plan(pools, halves, 2, permutations=5, seed=1, n_bins=4, settings={})
     again = make_plan(pools, halves, 2, permutations=5, seed=1, n_bins=4, settings={})
-    for p, perm, h, perm2 in zip(pools, plan.perms, halves, again.perms, strict=True):
-        assert (perm == perm2).all()  # seeded
-        for r in range(5):
-            assert (h[perm[r]] == h).all()  # nothing crosses halves
-            assert [p.sources[i] for i in perm[r]] == p.sources  # nor sources
-            assert [len(p.texts[i]) for i in perm[r]] == [len(t) for t in p.texts]  # nor lengths
-        assert not (perm == np.arange(64)).all()
+    moved = False
+    for i, (p, h) in enumerate(zip(pools, halves, strict=True)):
+        st = strata(p.sources, p.texts, 4)
+        for hh in (0, 1):
+            for q, j in enumerate(plan.pool_cols[i]):
+                idx = np.flatnonzero(p.members[:, j] & (h == hh))
+                real = np.flatnonzero(p.labels[idx, j])
+                pos = plan.positives[i][hh][q]
+                assert (pos == again.positives[i][hh][q]).all()  # seeded
+                for r in range(5):  # the positives' strata (source x length) are kept
+                    assert sorted(st[idx][pos[r]]) == sorted(st[idx][real])
+                    moved |= set(pos[r]) != set(real)
+    assert moved
 
 
 @pytest.mark.parametrize("permutations", [0])

@@ -258,7 +258,7 @@ def test_experts_treat_the_control_as_a_language(tmp_path, tiny_series_dir):
         i = int(r["id"].rsplit(":", 1)[1])
         rows.append(dict(concept="water", lang=r["lang"], id=r["id"], label=int(i in (0, 3)),
                          method="pivot"))  # fmt: skip
-    pd.DataFrame(rows).to_parquet(d / "concepts.parquet")
+    pd.DataFrame(rows).assign(matched=True, base=True).to_parquet(d / "concepts.parquet")
     series = resolve_series(str(tiny_series_dir))
     df = run_experts(series, d, tmp_path / "run", ExpertSettings(top_k_store=3, min_positives=1))
     assert "spa~x" in set(df["lang"])

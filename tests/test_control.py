@@ -95,7 +95,7 @@ def test_series_runner_on_a_data_dir_with_a_control(tmp_path, tiny_series_dir):
     )
     d = tmp_path / "data"
     save_corpus(corpus, d)
-    labels.to_parquet(d / "concepts.parquet")
+    labels.assign(matched=True, base=True).to_parquet(d / "concepts.parquet")
     assert ConceptLexicon.load(table).languages == ["eng", "spa"]
     df = control_alignment_series(
         str(tiny_series_dir), d, languages=["eng", "eng~x"], steps=[0, 2], permutations=3

@@ -70,7 +70,7 @@ def _data_dir(tmp_path):
         # 'never' has no positive in deu: skipped there, scored elsewhere.
         rows.append(dict(concept="never", lang=r["lang"], id=r["id"], label=int(i == 5 and r["lang"] != "deu"),
                          method="lexicon"))  # fmt: skip
-    pd.DataFrame(rows).to_parquet(d / "concepts.parquet")
+    pd.DataFrame(rows).assign(matched=True, base=True).to_parquet(d / "concepts.parquet")
     return d
 
 

@@ -47,7 +47,7 @@ def test_pool_is_the_same_for_every_concept(table):
     labels, counts = build_concept_labels(
         mono_corpus(), ["eng", "spa"], table=table, min_positives=5, pool_size=30
     )
-    assert list(labels.columns) == ["concept", "lang", "id", "label", "method"]
+    assert list(labels.columns) == ["concept", "lang", "id", "label", "method", "matched", "base"]
     for lang in ("eng", "spa"):
         sub = labels[labels["lang"] == lang]
         pools = {c: set(g["id"]) for c, g in sub.groupby("concept")}

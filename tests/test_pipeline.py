@@ -29,7 +29,11 @@ def tiny_data(tmp_path_factory):
         "\t".join(TINY_TEXTS[lang][i] for lang in LANGS) for i in range(n)
     ]
     tsv.write_text("\n".join(lines) + "\n")
-    return build_corpus(root / "data", languages=LANGS, sources=(), user=tsv, min_positives=1)
+    from babelscope.concepts.matching import MatchSettings
+
+    # eight sentences a language: one negative per positive, one length bin
+    return build_corpus(root / "data", languages=LANGS, sources=(), user=tsv, min_positives=1,
+                        match=MatchSettings(ratio=1, length_bins=1))  # fmt: skip
 
 
 def config_text(data_dir, series_dir, out_dir):

@@ -32,7 +32,7 @@ def write_data(root: Path) -> Path:
              method="lexicon")
         for c, pos in POSITIVES.items() for r in corpus.itertuples()
     ]  # fmt: skip
-    write_parquet_atomic(pd.DataFrame(rows), root / "concepts.parquet")
+    write_parquet_atomic(pd.DataFrame(rows).assign(matched=True, base=True), root / "concepts.parquet")
     return root
 
 

@@ -57,6 +57,15 @@ class DataConfig(_Strict):
     control_symbols: Literal["keep", "cipher"] = Field(
         "keep", description="Digits and punctuation of a control: keep (shared anchors) or cipher"
     )
+    match_pools: bool = Field(
+        True,
+        description="Matched pools per (concept, language): negatives matched to the positives' "
+        "source and length, the same positives in every language (concepts/matching.py)",
+    )
+    match_ratio: int = Field(3, ge=1, description="Negatives per positive in a matched pool")
+    match_length_bins: int = Field(
+        3, ge=1, description="Length bins (quantiles within a language) that matching keeps"
+    )
 
     @field_validator("languages")
     @classmethod
@@ -164,6 +173,11 @@ class RunConfig(_Strict):
     )
     steer: _settings("babelscope.analysis.steering", "SteerSettings") = _section(  # type: ignore[valid-type]
         "babelscope.analysis.steering", "SteerSettings"
+    )
+    # How the per-checkpoint work runs (serial / Ray): changes no result, so it is not
+    # part of the configuration a run directory is claimed by (docs/cluster.md).
+    run: _settings("babelscope.executor.base", "ExecutorSettings") = _section(  # type: ignore[valid-type]
+        "babelscope.executor.base", "ExecutorSettings"
     )
 
     @field_validator("name")
@@ -314,10 +328,11 @@ def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 
 def dump_config(cfg: RunConfig) -> str:
-    """The resolved configuration as TOML (what is saved as <run>/config.toml)."""
+    """The resolved configuration as TOML (what is saved as <run>/config.toml); ``[run]``
+    (serial or Ray) is left out: the same study resumes on either engine."""
     import tomli_w
 
-    data = cfg.model_dump(mode="json", exclude_none=True)
+    data = cfg.model_dump(mode="json", exclude_none=True, exclude={"run"})
     return tomli_w.dumps(_drop_empty(data))
 
 

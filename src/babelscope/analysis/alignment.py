@@ -77,6 +77,11 @@ class AlignSettings(BaseModel):
         4, ge=1, description="Length bins (quantiles) of the null's strata, with the source"
     )
     n_boot: int = Field(1000, ge=100, description="Bootstrap draws of the intervals")
+    keep_shortcut_concepts: bool = Field(
+        False,
+        description="Keep concepts that a trivial shortcut scores as well as their experts "
+        "(results/shortcuts.parquet); left out of the averages by default",
+    )
 
     def min_languages_for(self, n_langs: int) -> int:
         """m for ``n_langs`` compared languages (half of them, at least 2, unless set)."""
@@ -86,7 +91,7 @@ class AlignSettings(BaseModel):
 
     def null_key(self) -> dict[str, Any]:
         """The settings the null depends on (they key the experts stage's per-step work)."""
-        return self.model_dump(exclude={"n_trajectory_units", "n_boot"})
+        return self.model_dump(exclude={"n_trajectory_units", "n_boot", "keep_shortcut_concepts"})
 
 
 # -- scopes and closed-form floors -----------------------------------------------------------
@@ -188,10 +193,12 @@ def _steps_and_languages(out_dir: Path, settings: AlignSettings) -> tuple[list[i
     return steps, langs
 
 
-def _load_step(out_dir: Path, step: int, langs: list[str]) -> dict[str, dict[str, Any]]:
+def _load_step(
+    out_dir: Path, step: int, langs: list[str], variant: str = "matched"
+) -> dict[str, dict[str, Any]]:
     shards = {}
     for lang in langs:
-        p = shard_path(out_dir, step, lang)
+        p = shard_path(out_dir, step, lang, variant)
         if not p.exists():
             raise BabelscopeError(f"missing expert scores {p}: rerun `babelscope experts`")
         shards[lang] = read_shard(p)
@@ -220,16 +227,17 @@ def step_arrays(shards: dict[str, dict[str, Any]], langs: list[str]) -> dict[str
     shape = (len(langs), len(concepts), n_u)
     out = {k: np.full(shape, np.nan, dtype=np.float32) for k in ("ap", "ap_half0", "ap_half1")}
     n_pos = np.zeros((2, len(langs), len(concepts)))
-    n_half = np.zeros((2, len(langs)))
+    n_half = np.zeros((2, len(langs), len(concepts)))  # members of each concept per half
     for i, lang in enumerate(langs):
         sh = shards[lang]
-        n_half[:, i] = np.bincount(sh["half"], minlength=2)
+        whole = np.bincount(sh["half"], minlength=2)
         for j, c in enumerate(concepts):
             if c in sh["concepts"]:
                 row = sh["concepts"].index(c)
                 for k in out:
                     out[k][i, j] = sh[k][row]
                 n_pos[:, i, j] = sh["n_pos_half"][:, row]
+                n_half[:, i, j] = sh["n_member_half"][:, row] if "n_member_half" in sh else whole
     return {**out, "concepts": concepts, "n_pos_half": n_pos, "n_half": n_half}
 
 
@@ -238,11 +246,9 @@ def _floors(arr: dict[str, Any], units: int, k: int, m: int, real: np.ndarray) -
     from babelscope.analysis.stats import expected_random_ap
 
     present = np.isfinite(arr["ap_half0"][..., 0]) & real[:, None]
-    p, n = arr["n_pos_half"], arr["n_half"][:, :, None]
+    p, n = arr["n_pos_half"], arr["n_half"]
     with np.errstate(invalid="ignore", divide="ignore"):
-        e = np.where(
-            p >= 1, expected_random_ap(np.maximum(p, 1), np.broadcast_to(n, p.shape)), np.nan
-        )
+        e = np.where(p >= 1, expected_random_ap(np.maximum(p, 1), np.maximum(n, 1)), np.nan)
     e_lang = e.mean(0)  # (L, C): scored on either half, averaged as the measure is
     n_l = present.shape[0]
     off = [e_lang[b, c] for c in range(present.shape[1]) for a in range(n_l) for b in range(n_l)
@@ -277,40 +283,77 @@ def align_step(
     m: int,
     null: dict[str, Any] | None,
     settings: AlignSettings,
+    *,
+    keep: np.ndarray | None = None,
+    split: np.ndarray | None = None,
+    stash: dict[str, Any] | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Rows of alignment.parquet and of the language matrices for one checkpoint."""
-    from babelscope.analysis.alignment_null import measures_over_scopes, real_languages
+    """Rows of alignment.parquet and of the language matrices for one checkpoint.
+
+    ``keep`` (C,) bool: the concepts the rows average (flagged shortcut concepts out);
+    the language matrices cover every concept, like their null. ``split`` (L, C, L): the
+    lexical split (adds the token-sharing / token-disjoint rows).
+    """
+    from babelscope.analysis.alignment_measures import measure_names
+    from babelscope.analysis.alignment_null import (
+        measures_over_scopes,
+        null_values,
+        real_languages,
+    )
     from babelscope.analysis.stats import bootstrap_interval, null_summary
 
     real = real_languages(langs)
-    res = measures_over_scopes(arr["ap_half0"], arr["ap_half1"], scopes, m, items=True, real=real)
+    everything = keep is None or bool(np.all(keep))
+    sub = (lambda a: a) if everything else (lambda a: a[:, keep])  # noqa: E731
+    sub_arr = {k: sub(arr[k]) for k in ("ap", "ap_half0", "ap_half1")}
+    sub_arr.update(n_pos_half=arr["n_pos_half"][..., keep] if not everything else arr["n_pos_half"],
+                   n_half=arr["n_half"][..., keep] if not everything else arr["n_half"])  # fmt: skip
+    res = measures_over_scopes(sub_arr["ap_half0"], sub_arr["ap_half1"], scopes, m, items=True,
+                               real=real, split=None if split is None else sub(split))  # fmt: skip
+    all_pairs = res if everything else measures_over_scopes(
+        arr["ap_half0"], arr["ap_half1"], scopes, m, diffconcept=False, real=real)  # fmt: skip
+    nv = None if null is None else null_values(null, keep)
+    if stash is not None:  # the whole model's items, for the lexical correlation
+        stash.update(
+            result=res[scopes[-1][0]],
+            concepts=[
+                c
+                for c, ok in zip(
+                    arr["concepts"],
+                    keep if keep is not None else [True] * len(arr["concepts"]),
+                    strict=True,
+                )
+                if ok
+            ],
+        )
+    names = measure_names(split is not None)
     rows, mat_rows = [], []
     for si, (scope, lo, hi, k) in enumerate(scopes):
         r = res[scope]
-        r.items["self_ap_insample"] = _insample_self(arr["ap"], k, lo, hi)
+        r.items["self_ap_insample"] = _insample_self(sub_arr["ap"], k, lo, hi)
         with warnings.catch_warnings():  # concepts absent from a half: NaN, not a warning
             warnings.simplefilter("ignore", RuntimeWarning)
-            floors = _floors(arr, hi - lo, k, m, real)
-        for measure in ROW_MEASURES:
+            floors = _floors(sub_arr, hi - lo, k, m, real)
+        for measure in (*names, "self_ap_insample"):
             vals, clusters = r.items[measure]
             value = float(np.mean(vals)) if len(vals) else float("nan")
             lo_ci, hi_ci = bootstrap_interval(vals, clusters=clusters, n_boot=settings.n_boot,
                                               seed=settings.null_seed)  # fmt: skip
             ns = {"null_mean": np.nan, "null_p95": np.nan, "p_value": np.nan, "n_null": 0}
-            if null is not None and measure in MEASURES:
-                ns = null_summary(null["values"][:, si, MEASURES.index(measure)], value)
+            if nv is not None and measure in null["measures"]:
+                ns = null_summary(nv[:, si, null["measures"].index(measure)], value)
             rows.append(dict(
                 step=int(step), layer=scope, measure=measure, value=value, ci_lo=lo_ci, ci_hi=hi_ci,
                 null_mean=ns["null_mean"], null_p95=ns["null_p95"], p_value=ns.get("p_value", np.nan),
                 n_null=ns["n_null"], diffconcept=r.diffconcept.get(measure, np.nan),
-                floor=floors[measure], n_concepts=len(set(np.asarray(clusters).tolist())),
+                floor=floors.get(measure.replace("_shared", "").replace("_disjoint", ""), np.nan), n_concepts=len(set(np.asarray(clusters).tolist())),
                 n_items=len(vals), k=k, units=hi - lo, min_languages=m,
             ))  # fmt: skip
         for a, la in enumerate(langs):
             for b, lb in enumerate(langs):
                 row = dict(step=int(step), layer=scope, lang_a=la, lang_b=lb, k=k, units=hi - lo)
                 for pi, pm in enumerate(PAIR_MEASURES):
-                    v = float(r.pairs[pm][a, b])
+                    v = float(all_pairs[scope].pairs[pm][a, b])
                     row[pm] = v
                     if null is not None and pm in ("overlap", "transfer_ap"):
                         z = null["pairs"][:, si, pi, a, b]
@@ -384,18 +427,30 @@ def run_alignment(out_dir: str | Path, settings: AlignSettings | None = None) ->
     layers, widths = last_shards[langs[0]]["layers"], last_shards[langs[0]]["widths"]
     del last_shards
     scopes = scopes_for(layers, widths, settings)
-    chosen = strongest_units(last, scopes[-1][3], settings.n_trajectory_units)
+    from babelscope.analysis.align_extras import (
+        concept_keep,
+        lexical_split,
+        unmatched_rows,
+        write_lexical_summary,
+    )
+
+    flagged = concept_keep(out_dir, settings)
+    chosen = [u for u in strongest_units(last, scopes[-1][3], settings.n_trajectory_units + len(flagged))
+              if u[0] not in flagged][: settings.n_trajectory_units]  # fmt: skip
     off = np.concatenate([[0], np.cumsum(widths)])
     del last
 
-    rows, mat_rows, traj, missing_null = [], [], [], []
+    rows, mat_rows, traj, missing_null, stash = [], [], [], [], {}
     for step in track(steps, f"align: {len(steps)} checkpoints"):
         arr = step_arrays(_load_step(out_dir, step, langs), langs)
         null = load_null(out_dir / "results" / AP_DIR / f"step-{step}" / NULL_FILE)
         if null is None:
             missing_null.append(step)
         _check_null(null, langs, arr["concepts"], scopes, m, step)
-        r, mr = align_step(step, arr, langs, scopes, m, null, settings)
+        keep = np.array([c not in flagged for c in arr["concepts"]], dtype=bool)
+        split = lexical_split(out_dir, langs, arr["concepts"])
+        r, mr = align_step(step, arr, langs, scopes, m, null, settings, keep=keep, split=split,
+                           stash=stash if step == steps[-1] else None)  # fmt: skip
         rows += r
         mat_rows += mr
         for rank, (c, u, cnt) in enumerate(chosen, start=1):
@@ -428,7 +483,10 @@ def run_alignment(out_dir: str | Path, settings: AlignSettings | None = None) ->
         "whole measure recomputed (analysis/alignment_null.py)", fingerprints=up.get("fingerprints"),
         data_hash=up.get("data_hash"), experts_settings=up.get("settings"),
     )  # fmt: skip
+    meta["shortcut_concepts_left_out"] = sorted(flagged)
     write_parquet_atomic(df, results / ALIGNMENT_FILE, metadata=meta)
+    unmatched_rows(out_dir, steps[-1], langs, scopes, m, settings, flagged, meta)
+    write_lexical_summary(out_dir, stash, langs, steps[-1], meta)
     write_parquet_atomic(pd.DataFrame(mat_rows), results / OVERLAP_FILE, metadata=meta)
     traj_cols = [
         "rank",

@@ -32,6 +32,19 @@ import numpy as np
 
 PAIR_MEASURES = ("overlap", "jaccard", "transfer_ap")
 MEASURES = ("overlap", "jaccard", "transfer_ap", "self_ap", "crosslingual")
+# overlap and transfer AP over the (concept, pair) items whose concept words share tokens
+# in the two languages, and over those that share none (analysis/lexical.py)
+SPLIT_MEASURES = (
+    "overlap_shared",
+    "overlap_disjoint",
+    "transfer_ap_shared",
+    "transfer_ap_disjoint",
+)
+
+
+def measure_names(split: bool) -> tuple[str, ...]:
+    """The measures computed: with a lexical ``split``, the split measures too."""
+    return (*MEASURES, *SPLIT_MEASURES) if split else MEASURES
 
 
 def _topk_kernel_py(values, lo, hi, k, out):  # pragma: no cover - compiled
@@ -92,6 +105,7 @@ class ScopeResult:
     diffconcept: dict[str, float]
     pairs: dict[str, np.ndarray]  # measure -> (L, L), NaN where no concept is shared
     items: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    cells: dict[str, np.ndarray] = field(default_factory=dict)  # (items, 3): a, c, b of each item
 
 
 def _gather(arr_lcu: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -134,12 +148,15 @@ def scope_measures(
     items: bool = False,
     diffconcept: bool = True,
     real: np.ndarray | None = None,
+    split: np.ndarray | None = None,
 ) -> ScopeResult:
     """Cross-fitted alignment measures of units ``[lo, hi)`` (see the module doc).
 
     ``real`` (L,) marks the real languages: the averages, items and cross-lingual counts
     use those only, so a control language (a cipher of a real one, which must align with
     it) does not lift them; the language x language ``pairs`` cover every language.
+    ``split`` (L, C, L) bool marks the (language, concept, language) items whose concept
+    words share tokens: it adds the :data:`SPLIT_MEASURES`.
     """
     hi = ap0.shape[-1] if hi is None else hi
     a0 = ap0[..., lo:hi]
@@ -168,6 +185,12 @@ def scope_measures(
     masks = {"overlap": both & upper & real_pair, "jaccard": both & upper & real_pair,
              "transfer_ap": off & real_pair, "self_ap": both & eye & real_pair}  # fmt: skip
     arrays = {"overlap": overlap, "jaccard": jaccard, "transfer_ap": transfer, "self_ap": transfer}
+    if split is not None:
+        sp = np.asarray(split, dtype=bool)
+        for base in ("overlap", "transfer_ap"):
+            masks[f"{base}_shared"] = masks[base] & sp
+            masks[f"{base}_disjoint"] = masks[base] & ~sp
+            arrays[f"{base}_shared"] = arrays[f"{base}_disjoint"] = arrays[base]
     value = {name: _mean(arrays[name], masks[name]) for name in masks}
 
     # cross-lingual: per concept scored in >= m languages, units in >= m languages' sets
@@ -195,6 +218,7 @@ def scope_measures(
         cidx = np.broadcast_to(np.arange(n_c)[None, :, None], both.shape)
         for name, mask in masks.items():
             res.items[name] = (arrays[name][mask], cidx[mask])
+            res.cells[name] = np.argwhere(mask)
         res.items["crosslingual"] = (cl[cl_ok].astype(np.float64), np.flatnonzero(cl_ok))
     return res
 

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from babelscope.analysis.alignment_measures import MEASURES, PAIR_MEASURES, scope_measures
-from babelscope.analysis.ap_sets import ap_of_sets, inverse_ranks
+from babelscope.analysis.alignment_measures import PAIR_MEASURES, measure_names, scope_measures
+from babelscope.analysis.ap_sets import ap_of_sets
 from babelscope.analysis.stats import length_bins, stratified_permutation
 from babelscope.errors import BabelscopeError
 
@@ -37,16 +37,22 @@ class NullPlan:
 
     langs: list[str]
     concepts: list[str]  # concepts scored in >= 2 languages, sorted (as the align stage)
-    cols: list[np.ndarray]  # per language: index in ``concepts`` of each of its label columns
-    labels: list[np.ndarray]  # per language: (n, C_l) bool, columns of ``concepts`` only
-    halves: list[np.ndarray]  # per language: (n,) int8
-    perms: list[np.ndarray]  # per language: (R, n) stratified permutations of the pool
+    cols: list[np.ndarray]  # per language: index in ``concepts`` of each compared column
+    pool_cols: list[np.ndarray]  # per language: those columns' index in the pool's labels
+    # per language, half, compared column: (R, P) positions (into the concept's members of
+    # that half) of the positives under each permutation
+    positives: list[list[list[np.ndarray]]]
     m: int
     settings: dict[str, Any]
+    split: np.ndarray | None = None  # (L, C, L) bool: the concept's words share tokens in a and b
 
     @property
     def n_perm(self) -> int:
-        return int(self.perms[0].shape[0]) if self.perms else 0
+        for per_lang in self.positives:
+            for per_half in per_lang:
+                for pos in per_half:
+                    return int(pos.shape[0])
+        return 0
 
     @property
     def real(self) -> np.ndarray:
@@ -77,38 +83,39 @@ def make_plan(
     seed: int,
     n_bins: int,
     settings: dict[str, Any],
+    split: np.ndarray | None = None,
 ) -> NullPlan:
-    """The null's plan from the experts pools (``lang, concepts, labels, sources, texts``)."""
+    """The null's plan from the experts pools (``lang, concepts, labels, members, sources,
+    texts``): every concept's labels permuted among its members of each half, within
+    source x length strata."""
     seen: dict[str, int] = {}
     for p in pools:
         for c in p.concepts:
             seen[c] = seen.get(c, 0) + 1
     concepts = sorted(c for c, n in seen.items() if n >= 2)  # as the align stage compares them
-    perms = []
+    cols, pool_cols, positives = [], [], []
     for p, half in zip(pools, halves, strict=True):
+        keep = np.array([j for j, c in enumerate(p.concepts) if c in concepts], dtype=np.int64)
+        pool_cols.append(keep)
+        cols.append(np.array([concepts.index(p.concepts[j]) for j in keep], dtype=np.int64))
         rng = np.random.default_rng([seed, zlib.crc32(p.lang.encode())])
-        # Within each half too: the halves were dealt to balance the real labels, so the
-        # permuted labels keep every concept's positives per half (the null conditions on it).
-        st = np.char.add(np.asarray(half).astype(str), strata(p.sources, p.texts, n_bins))
-        perms.append(
-            stratified_permutation(st, rng, permutations).astype(np.int32)
-            if permutations
-            else np.zeros((0, len(p.ids)), dtype=np.int32)
-        )
-    return NullPlan(
-        langs=[p.lang for p in pools], concepts=concepts,
-        cols=[np.array([concepts.index(c) for c in p.concepts if c in seen and seen[c] >= 2],
-                       dtype=np.int64) for p in pools],
-        labels=[np.asarray(p.labels, dtype=bool)[:, [j for j, c in enumerate(p.concepts) if seen[c] >= 2]]
-                for p in pools], halves=list(halves),
-        perms=perms, m=m, settings=settings,
-    )  # fmt: skip
-
-
-def half_sets(labels: np.ndarray, half: np.ndarray, h: int) -> list[np.ndarray]:
-    """Each concept's positives among the sentences of half ``h`` (indices into that half)."""
-    sub = labels[half == h]
-    return [np.flatnonzero(sub[:, c]) for c in range(labels.shape[1])]
+        st = strata(p.sources, p.texts, n_bins)
+        y = np.asarray(p.labels, dtype=bool)
+        per_half = []
+        for h in (0, 1):
+            per_col = []
+            for j in keep:
+                idx = np.flatnonzero(p.members[:, j] & (np.asarray(half) == h))
+                yj = y[idx, j]
+                perm = stratified_permutation(st[idx], rng, permutations)
+                per_col.append(
+                    np.stack([np.flatnonzero(yj[perm[r]]) for r in range(permutations)]).astype(np.int32)
+                    if permutations else np.zeros((0, int(yj.sum())), dtype=np.int32)
+                )  # fmt: skip
+            per_half.append(per_col)
+        positives.append(per_half)
+    return NullPlan(langs=[p.lang for p in pools], concepts=concepts, cols=cols,
+                    pool_cols=pool_cols, positives=positives, m=m, settings=settings, split=split)  # fmt: skip
 
 
 def _stack(plan: NullPlan, per_lang: list[np.ndarray], n_units: int) -> np.ndarray:
@@ -127,47 +134,76 @@ def measures_over_scopes(
     return {name: scope_measures(ap0, ap1, k, m, lo=lo, hi=hi, **kw) for name, lo, hi, k in scopes}
 
 
+def _null_ap(plan: NullPlan, hr: Any, i: int, h: int, rs: range, n_units: int) -> np.ndarray:
+    """(len(rs), compared columns, U) AP of language ``i``'s half ``h`` under permutations ``rs``."""
+    keep = plan.pool_cols[i]
+    out = np.full((len(rs), len(keep), n_units), np.nan, dtype=np.float32)
+    for t, table in enumerate(hr.tables[h]):
+        cj = [q for q, j in enumerate(keep) if hr.which[h][j] == t]
+        if not cj:
+            continue
+        sets = [plan.positives[i][h][q][r] for r in rs for q in cj]
+        ap = ap_of_sets(table, sets, hr.inv[h][t])
+        out[:, cj] = ap.reshape(len(rs), len(cj), n_units)
+    return out
+
+
 def null_step(
-    plan: NullPlan,
-    ranks: list[tuple[np.ndarray, np.ndarray]],
-    scopes: list[tuple[str, int, int, int]],
+    plan: NullPlan, ranks: list[Any], scopes: list[tuple[str, int, int, int]]
 ) -> dict[str, np.ndarray]:
     """Null values of every measure for one checkpoint.
 
-    ``ranks[i]`` are the ``N_ge`` arrays (sentences of the half, units) of language i's two
-    halves. Returns ``values`` (R, scopes, measures) and ``pairs`` (R, scopes,
-    pair measures, L, L).
+    ``ranks[i]`` is language i's :class:`babelscope.analysis.member_scores.HalfRanks`.
+    Returns ``sums`` and ``counts`` (R, scopes, measures, C): per concept, the sum and
+    number of the items each measure averages (so the align stage can leave concepts
+    out), and ``pairs`` (R, scopes, pair measures, L, L).
     """
     from babelscope.progress import track
 
-    n_units = ranks[0][0].shape[1]
-    n_r = plan.n_perm
-    values = np.full((n_r, len(scopes), len(MEASURES)), np.nan)
+    n_units = next(t.shape[1] for hr in ranks for tabs in hr.tables for t in tabs)
+    n_r, n_c = plan.n_perm, len(plan.concepts)
+    names = measure_names(plan.split is not None)
+    sums = np.full((n_r, len(scopes), len(names), n_c), np.nan)
+    counts = np.zeros((n_r, len(scopes), len(names), n_c), dtype=np.int32)
     pairs = np.full(
         (n_r, len(scopes), len(PAIR_MEASURES), len(plan.langs), len(plan.langs)), np.nan
     )
     chunks = [range(s, min(s + R_CHUNK, n_r)) for s in range(0, n_r, R_CHUNK)]
-    invs = [tuple(inverse_ranks(r) for r in pair) for pair in ranks]
     for rs in track(chunks, f"null: {n_r} permutations", transient=True):
-        per_half = []
-        for h in (0, 1):
-            per_lang = []
-            for i in range(len(plan.langs)):
-                sets = []
-                for r in rs:
-                    y = plan.labels[i][plan.perms[i][r]]
-                    sets += half_sets(y, plan.halves[i], h)
-                ap = ap_of_sets(ranks[i][h], sets, invs[i][h])
-                per_lang.append(ap.reshape(len(rs), len(plan.cols[i]), n_units))
-            per_half.append(_stack(plan, per_lang, n_units))
+        per_half = [
+            _stack(plan, [_null_ap(plan, hr, i, h, rs, n_units) for i, hr in enumerate(ranks)], n_units)
+            for h in (0, 1)
+        ]  # fmt: skip
         for j, r in enumerate(rs):
-            res = measures_over_scopes(
-                per_half[0][j], per_half[1][j], scopes, plan.m, diffconcept=False, real=plan.real
-            )
+            res = measures_over_scopes(per_half[0][j], per_half[1][j], scopes, plan.m,
+                                       diffconcept=False, real=plan.real, items=True,
+                                       split=plan.split)  # fmt: skip
             for si, (name, *_rest) in enumerate(scopes):
-                values[r, si] = [res[name].value[mm] for mm in MEASURES]
+                sums[r, si], counts[r, si] = concept_sums(res[name].items, names, n_c)
                 pairs[r, si] = [res[name].pairs[pm] for pm in PAIR_MEASURES]
-    return {"values": values, "pairs": pairs}
+    return {"sums": sums, "counts": counts, "pairs": pairs}
+
+
+def concept_sums(
+    items: dict[str, tuple[np.ndarray, np.ndarray]], names: tuple[str, ...], n_c: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(measures, C) sum and count of every measure's items per concept."""
+    s = np.zeros((len(names), n_c))
+    c = np.zeros((len(names), n_c), dtype=np.int32)
+    for mi, name in enumerate(names):
+        vals, conc = items[name]
+        s[mi] = np.bincount(np.asarray(conc, dtype=np.int64), weights=vals, minlength=n_c)
+        c[mi] = np.bincount(np.asarray(conc, dtype=np.int64), minlength=n_c)
+    return s, c
+
+
+def null_values(null: dict[str, Any], keep: np.ndarray | None = None) -> np.ndarray:
+    """(R, scopes, measures) null values over the concepts ``keep`` (bool (C,), default all)."""
+    s, c = null["sums"], null["counts"]
+    if keep is not None:
+        s, c = s[..., keep], c[..., keep]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(c.sum(-1) > 0, s.sum(-1) / np.maximum(c.sum(-1), 1), np.nan)
 
 
 def save_null(
@@ -182,7 +218,8 @@ def save_null(
 
     meta = dict(
         langs=np.array(plan.langs, dtype=str), concepts=np.array(plan.concepts, dtype=str),
-        measures=np.array(MEASURES, dtype=str), pair_measures=np.array(PAIR_MEASURES, dtype=str),
+        measures=np.array(measure_names(plan.split is not None), dtype=str),
+        pair_measures=np.array(PAIR_MEASURES, dtype=str),
         scopes=np.array([s[0] for s in scopes], dtype=str), ks=np.array([s[3] for s in scopes]),
         m=np.array(plan.m), key=np.array(key),
     )  # fmt: skip
@@ -218,25 +255,15 @@ def align_pools(pools: list[Any], align: Any) -> list[int]:
     return [have.index(lang) for lang in align.languages]
 
 
-def half_counts(labels: np.ndarray, half: np.ndarray) -> np.ndarray:
-    """(2, C) positives of every concept in each half."""
-    return np.stack([labels[half == h].sum(axis=0) for h in (0, 1)]).astype(np.int64)
-
-
-def half_scores(x: np.ndarray, labels: np.ndarray, half: np.ndarray):
-    """Ranks of every unit on each half, and the AP on each half of every concept."""
-    from babelscope.analysis.ap_sets import ranks
-
-    r = [ranks(x[half == h]) for h in (0, 1)]
-    ap = [ap_of_sets(r[h], half_sets(labels, half, h)) for h in (0, 1)]
-    return r[0], r[1], ap[0], ap[1]
-
-
-def write_null(out_dir: Path, step: int, plan: Any, ranks: list, key: str, align: Any) -> None:
+def write_null(
+    out_dir: Path, step: int, plan: Any, ranks: list, key: str, align: Any, variant: str = "matched"
+) -> None:
+    """Compute and write the null of checkpoint ``step`` (``variant``'s folder)."""
     from babelscope.analysis.alignment import scopes_for
     from babelscope.analysis.experts import read_shard, shard_path
 
-    shard = read_shard(shard_path(out_dir, step, plan.langs[0]))
+    path = shard_path(out_dir, step, plan.langs[0], variant)
+    shard = read_shard(path)
     scopes = scopes_for(shard["layers"], shard["widths"], align)
     null = null_step(plan, ranks, scopes)
-    save_null(shard_path(out_dir, step, plan.langs[0]).parent / NULL_FILE, null, plan, scopes, key)
+    save_null(path.parent / NULL_FILE, null, plan, scopes, key)

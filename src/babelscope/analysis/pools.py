@@ -2,8 +2,16 @@
 
 For one language every concept is labelled over the same pool of sentences
 (:mod:`babelscope.concepts.labels`), so one extraction per language and checkpoint serves
-all concepts. Concepts with too few positives or negatives in a language are skipped there
-(and listed in ``experts_skipped.parquet``).
+all concepts. Each concept is scored on its own subset of that pool, ``members``:
+
+* ``matched`` (default): the concept's matched pool (:mod:`babelscope.concepts.matching`):
+  the same number of positives in every language, negatives matched to the positives'
+  source and length;
+* ``unmatched``: the language's whole base pool (positives plus random other sentences),
+  as babelscope scored before matched pools; kept to show what matching changes.
+
+Concepts with too few positives or negatives in a language are skipped there (and listed
+in ``experts_skipped.parquet``).
 """
 
 from __future__ import annotations
@@ -32,14 +40,30 @@ class Pool:
     texts: list[str]
     concepts: list[str]
     labels: np.ndarray  # (n, C) bool, kept concepts only
-    data_key: str
+    data_key: str  # the extracted texts (keys the activation cache)
     sources: list[str]
     groups: list[str]  # translation group of each sentence (same half in every language)
+    members: np.ndarray  # (n, C) bool: the sentences each kept concept is scored on
+    variant: str = "matched"
+    label_key: str = ""  # labels and members (key the scores, not the activations)
+
+    @property
+    def n_pos(self) -> np.ndarray:
+        """(C,) positives of every kept concept among its members."""
+        return (self.labels & self.members).sum(axis=0)
+
+    @property
+    def n_neg(self) -> np.ndarray:
+        """(C,) negatives of every kept concept among its members."""
+        return (~self.labels & self.members).sum(axis=0)
 
 
-def prepare_pools(data_dir: Path, settings: ExpertSettings) -> tuple[list[Pool], pd.DataFrame, str]:
-    """Pools per language, and the table of skipped (concept, lang) pairs."""
-    from babelscope.concepts.labels import label_matrix, load_concept_labels
+def prepare_pools(
+    data_dir: Path, settings: ExpertSettings, variant: str | None = None, *, quiet: bool = False
+) -> tuple[list[Pool], pd.DataFrame, str]:
+    """Pools per language (``variant``: ``matched`` or ``unmatched``, default the
+    settings' ``pools``), and the table of skipped (concept, lang) pairs."""
+    from babelscope.concepts.labels import label_matrix, load_concept_labels, pool_masks
     from babelscope.corpora.corpus import data_hash, load_corpus
     from babelscope.io import settings_hash
     from babelscope.progress import warn
@@ -65,6 +89,7 @@ def prepare_pools(data_dir: Path, settings: ExpertSettings) -> tuple[list[Pool],
     source_of = dict(zip(corpus["id"], corpus["source"].astype(str), strict=True))
     group_of = sentence_groups(corpus)
     dhash = data_hash(data_dir)
+    variant = variant or settings.pools
     pools, skipped = [], []
     for lang in langs:
         ids, concepts, y = label_matrix(labels, lang)
@@ -72,17 +97,21 @@ def prepare_pools(data_dir: Path, settings: ExpertSettings) -> tuple[list[Pool],
         if settings.concepts:  # the requested ones that this language labels, in request order
             cols = [concepts.index(c) for c in settings.concepts if c in concepts]
             concepts, y = [concepts[j] for j in cols], y[:, cols]
+        matched, base = pool_masks(labels, lang, ids, concepts)
+        members = matched if variant == "matched" else np.repeat(base[:, None], len(concepts), 1)
         absent = [i for i in ids if i not in text_of]
         if absent:
             raise BabelscopeError(
                 f"concept labels name sentence id '{absent[0]}' ({lang}) that is not in the corpus: rebuild the data dir"
             )
-        n_pos = y.sum(axis=0)
-        n_neg = len(ids) - n_pos
+        n_pos = (y & members).sum(axis=0)
+        n_neg = (~y & members).sum(axis=0)
         keep = []
         for j, c in enumerate(concepts):
             reason = None
-            if n_pos[j] == 0:
+            if not members[:, j].any():
+                reason = "no matched pool"
+            elif n_pos[j] == 0:
                 reason = "no positives"
             elif n_neg[j] == 0:
                 reason = "no negatives"
@@ -110,13 +139,14 @@ def prepare_pools(data_dir: Path, settings: ExpertSettings) -> tuple[list[Pool],
         pools.append(
             Pool(lang=lang, ids=ids, texts=[text_of[i] for i in ids], concepts=[concepts[j] for j in keep],
                   labels=y[:, keep], sources=[source_of[i] for i in ids],
-                  groups=[group_of[i] for i in ids],
-                  # The labels too: a rebuilt concept table changes AP on the same text.
-                  data_key=f"{dhash}:{lang}:{settings_hash(ids)}:"
-                           f"{settings_hash(np.packbits(y[:, keep]).tobytes().hex())}")
+                  groups=[group_of[i] for i in ids], members=members[:, keep], variant=variant,
+                  data_key=f"{dhash}:{lang}:{settings_hash(ids)}",
+                  # A rebuilt concept table changes AP on the same text (not the activations).
+                  label_key=settings_hash([np.packbits(y[:, keep]).tobytes().hex(),
+                                           np.packbits(members[:, keep]).tobytes().hex()]))
         )  # fmt: skip
     skipped_df = pd.DataFrame(skipped, columns=["concept", "lang", "n_pos", "n_neg", "reason"])
-    if len(skipped_df):
+    if len(skipped_df) and not quiet:
         shown = ", ".join(
             f"{r.concept}/{r.lang} ({r.reason})" for r in skipped_df.head(8).itertuples()
         )

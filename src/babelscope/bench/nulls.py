@@ -26,9 +26,9 @@ def run(quick: bool = False) -> dict[str, float]:
     import transformers as tf
 
     from babelscope.activations.extract import extract_pooled
-    from babelscope.analysis.alignment_null import half_scores, make_plan, null_step
-    from babelscope.analysis.average_precision import score_units
+    from babelscope.analysis.alignment_null import make_plan, null_step
     from babelscope.analysis.halves import assign_halves
+    from babelscope.analysis.member_scores import half_scores, score_members
     from babelscope.bench.extraction import _texts, _tokenizer
 
     units, per_lang, n_perm = (1024, 100, 20) if quick else (16384, 1000, 100)
@@ -50,25 +50,29 @@ def run(quick: bool = False) -> dict[str, float]:
     pools, xs = [], []
     for li, lang in enumerate(("aaa", "bbb")):
         y = np.zeros((per_lang, n_concepts), bool)
+        members = np.zeros((per_lang, n_concepts), bool)  # matched pools: 3 negatives per positive
         for c in range(n_concepts):
-            y[rng.choice(per_lang, n_pos, replace=False), c] = True
+            pick = rng.choice(per_lang, 4 * n_pos, replace=False)
+            y[pick[:n_pos], c] = True
+            members[pick, c] = True
         ids = [f"{lang}:{i}" for i in range(per_lang)]
         pools.append(SimpleNamespace(
             lang=lang, ids=ids, concepts=[f"c{c}" for c in range(n_concepts)], labels=y,
             sources=["s"] * per_lang, texts=texts[li * per_lang : (li + 1) * per_lang], groups=ids,
+            members=members,
         ))  # fmt: skip
         xs.append(np.ascontiguousarray(x_all[li * per_lang : (li + 1) * per_lang]))
     halves = assign_halves([(p.ids, p.labels) for p in pools], {i: i for p in pools for i in p.ids})
     plan = make_plan(pools, halves, 2, permutations=n_perm, seed=0, n_bins=4, settings={})
     # compile the kernels outside the timings (a run compiles once, or loads numba's cache)
-    half_scores(xs[0][:40, :64], pools[0].labels[:40], halves[0][:40])
+    half_scores(xs[0][:40, :64], pools[0].labels[:40], halves[0][:40], pools[0].members[:40])
 
     t0 = time.perf_counter()
     ranks = []
     for p, x, h in zip(pools, xs, halves, strict=True):
-        score_units(x, p.labels)
-        r0, r1, _, _ = half_scores(x, p.labels, h)
-        ranks.append((r0, r1))
+        score_members(lambda _layer, x=x: x, [0], p.labels, p.members)
+        hr, _, _ = half_scores(x, p.labels, h, p.members)
+        ranks.append(hr)
     t_score = time.perf_counter() - t0
 
     t0 = time.perf_counter()

