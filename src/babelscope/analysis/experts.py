@@ -99,6 +99,16 @@ class ExpertSettings(BaseModel):
     split_seed: int = Field(
         0, description="Seed of the split of every pool into the two halves (select / score)"
     )
+    pools: Literal["matched", "unmatched"] = Field(
+        "matched",
+        description="Score each concept on its matched pool (negatives matched to the positives' "
+        "source and length) or on the language's whole unmatched pool",
+    )
+    compare_unmatched: bool = Field(
+        True,
+        description="At the last checkpoint, also score the unmatched pools (with their null) "
+        "to show what matching changes",
+    )
 
 
 # -- unit scores -------------------------------------------------------------------------
@@ -174,8 +184,14 @@ class UnitScores:
         return [(int(layer), int(u)) for u in idx]
 
 
-def shard_path(out_dir: Path, step: int, lang: str) -> Path:
-    return Path(out_dir) / "results" / AP_DIR / f"step-{int(step)}" / f"{lang}.npz"
+def step_dir(out_dir: Path, step: int, variant: str = "matched") -> Path:
+    """Where a checkpoint's shards and null are: the unmatched comparison in a subfolder."""
+    d = Path(out_dir) / "results" / AP_DIR / f"step-{int(step)}"
+    return d if variant == "matched" else d / variant
+
+
+def shard_path(out_dir: Path, step: int, lang: str, variant: str = "matched") -> Path:
+    return step_dir(out_dir, step, variant) / f"{lang}.npz"
 
 
 def read_shard(path: Path) -> dict[str, Any]:
@@ -271,13 +287,14 @@ def save_shard(
     fingerprint: str = "",
     store_dtype: str = "float32",
     extra: dict[str, Any] | None = None,
+    variant: str = "matched",
 ) -> Path:
     """Write the (step, lang) shard atomically: ``stats`` are ``(C, total units)`` arrays."""
     from babelscope.io import atomic_path
 
     if int(sum(widths)) != stats["ap"].shape[1] or len(concepts) != stats["ap"].shape[0]:
         raise ValueError("save_shard: arrays do not match concepts x units")
-    path = shard_path(out_dir, step, lang)
+    path = shard_path(out_dir, step, lang, variant)
     arrays = {k: np.asarray(stats[k]).astype(store_dtype) for k in STAT_NAMES}
     meta = dict(concepts=np.array(concepts, dtype=str), layers=np.array(layers, dtype=np.int64),
                 widths=np.array(widths, dtype=np.int64), n_pos=np.asarray(n_pos, dtype=np.int64),
@@ -321,7 +338,7 @@ def _step_key(
     s = settings.model_dump(exclude={"top_k_store", "threads", "batch_size", "cache",
                                      "cache_max_gb", "keep_cache"})  # fmt: skip
     ident = checkpoint_signature(ckpt)  # new weights at the same path: recompute
-    return settings_hash({"ckpt": ident, "pools": [(p.data_key, p.concepts) for p in pools],
+    return settings_hash({"ckpt": ident, "pools": [(p.data_key, p.label_key, p.concepts) for p in pools],
                           "settings": s, "dtype": dtype, "null": null})  # fmt: skip
 
 
@@ -355,6 +372,7 @@ def run_experts(
     cache_dir: str | Path | None = None,
     device: str = "cpu",
     dtype: str = "fp32",
+    executor: Any = None,
 ) -> pd.DataFrame:
     """AP and statistics of every unit for every checkpoint x concept x language.
 
@@ -365,20 +383,13 @@ def run_experts(
     (:class:`babelscope.analysis.alignment.AlignSettings`, default when None).
     Writes the shards, ``experts.parquet`` and ``experts_skipped.parquet`` (see the module
     doc) and returns the experts table. A checkpoint whose shards are complete (same
-    checkpoint, data and settings) is not recomputed.
+    checkpoint, data and settings) is not recomputed. Checkpoints are scored by
+    ``executor`` (:mod:`babelscope.executor`; serial when None).
     """
     from babelscope.analysis.alignment import AlignSettings
-    from babelscope.analysis.alignment_null import (
-        NULL_FILE,
-        align_pools,
-        load_null,
-        make_plan,
-        real_languages,
-    )
-    from babelscope.analysis.halves import assign_halves
-    from babelscope.checkpoints.series import load_checkpoint
+    from babelscope.analysis.experts_step import ExpertsJob, experts_step
+    from babelscope.executor.base import report_steps, serial_or
     from babelscope.io import provenance, write_parquet_atomic
-    from babelscope.progress import info, track
 
     settings = settings or ExpertSettings()
     align = align or AlignSettings()
@@ -393,48 +404,29 @@ def run_experts(
             "no (concept, language) pair has enough positives and negatives to score: "
             f"see the warning above; lower min_positives (now {settings.min_positives}) or add labelled text"
         )
-    group_of = {i: g for p in scored for i, g in zip(p.ids, p.groups, strict=True)}
-    halves = assign_halves([(p.ids, p.labels) for p in scored], group_of, settings.split_seed)
-    null_pools = align_pools(scored, align)
-    plan = make_plan(
-        [scored[i] for i in null_pools], [halves[i] for i in null_pools],
-        align.min_languages_for(int(real_languages([scored[i].lang for i in null_pools]).sum())),
-        permutations=align.permutations,
-        seed=align.null_seed, n_bins=align.length_bins, settings=align.null_key(),
-    )  # fmt: skip
+    main = _scoring(scored, settings, align, settings.pools)
+    lexical = _lexical(series, data_dir, main.plan, out_dir)
+    compare = None
+    if settings.compare_unmatched and settings.pools == "matched":
+        other, _, _ = prepare_pools(data_dir, settings, "unmatched", quiet=True)
+        compare = _scoring([q for q in other if q.concepts], settings, align, "unmatched")
+        compare.plan.split = split_for(lexical, compare.plan)
+        compare.plan.settings = main.plan.settings
+    halves, plan, null_pools = main.halves, main.plan, main.null_pools
     results = out_dir / "results"
-    fingerprints: dict[int, str] = {}
-    reused: list[int] = []
-    for ckpt in track(series.checkpoints, f"experts: {len(series.checkpoints)} checkpoints"):
-        key = _step_key(ckpt, scored, settings, dtype, plan.settings)
-        step_dir = results / AP_DIR / f"step-{ckpt.step}"
-        marker = step_dir / COMPLETE
-        if marker.exists():
-            done = json.loads(marker.read_text())
-            if done.get("key") == key and all(
-                _shard_ok(shard_path(out_dir, ckpt.step, p.lang), key) for p in scored
-            ):
-                fingerprints[int(ckpt.step)] = done.get("fingerprint", "")
-                reused.append(int(ckpt.step))
-                continue
-        want_null = plan.n_perm > 0 and len(null_pools) >= 2
-        null_path = step_dir / NULL_FILE
-        if want_null:
-            old = load_null(null_path) if null_path.exists() else None
-            want_null = old is None or old["key"] != key
-        loaded = load_checkpoint(ckpt, dtype=dtype, device=device)
-        score_step(
-            out_dir, ckpt.step, scored, halves, lambda pool, ld=loaded: _pooled(ld, pool, settings, cache, device),
-            settings, key=key, fingerprint=loaded.fingerprint, plan=plan if want_null else None,
-            null_pools=null_pools, align=align,
-        )  # fmt: skip
-        mark_complete(
-            out_dir, ckpt.step, [p.lang for p in scored], key=key, fingerprint=loaded.fingerprint
-        )
-        fingerprints[int(ckpt.step)] = loaded.fingerprint
-        del loaded
-    if reused:
-        info(f"experts: reused finished scores for step(s) {', '.join(map(str, reused))}")
+    # One unit per checkpoint (experts_step), run by the executor (serial by default);
+    # each writes its shards, null and marker, and keeps what an earlier run finished.
+    job = ExpertsJob(out_dir, scored, halves, plan, null_pools, settings, align, cache,
+                     device, dtype, compare=compare, last_step=int(series.checkpoints[-1].step))  # fmt: skip
+    ckpts = series.checkpoints
+    done = serial_or(executor).map(
+        experts_step, ckpts, job, desc=f"experts: {len(ckpts)} checkpoints"
+    )
+    report_steps("experts", ckpts, done)
+    fingerprints = {
+        int(c.step): json.loads(d.path.read_text()).get("fingerprint", "")
+        for c, d in zip(ckpts, done, strict=True)
+    }
 
     frames = [
         top_table(
@@ -460,6 +452,68 @@ def run_experts(
     return df
 
 
+def _scoring(pools: list[Pool], settings: ExpertSettings, align: Any, variant: str) -> Scoring:
+    """Halves and null plan of one set of pools."""
+    from babelscope.analysis.alignment_null import align_pools, make_plan, real_languages
+    from babelscope.analysis.halves import assign_halves
+
+    group_of = {i: g for p in pools for i, g in zip(p.ids, p.groups, strict=True)}
+    # Balance each concept's positives among its members (the sentences it is scored on).
+    halves = assign_halves([(p.ids, p.labels & p.members) for p in pools], group_of,
+                           settings.split_seed)  # fmt: skip
+    null_pools = align_pools(pools, align)
+    plan = make_plan(
+        [pools[i] for i in null_pools], [halves[i] for i in null_pools],
+        align.min_languages_for(int(real_languages([pools[i].lang for i in null_pools]).sum())),
+        permutations=align.permutations,
+        seed=align.null_seed, n_bins=align.length_bins, settings=align.null_key(),
+    )  # fmt: skip
+    return Scoring(variant, pools, halves, plan, null_pools)
+
+
+def split_for(lexical: pd.DataFrame | None, plan: Any) -> np.ndarray | None:
+    """The null plan's lexical split (token-sharing items) from the lexical table."""
+    from babelscope.analysis.lexical import split_mask
+
+    return None if lexical is None else split_mask(lexical, plan.langs, plan.concepts)
+
+
+def _lexical(series: Any, data_dir: Path, plan: Any, out_dir: Path) -> pd.DataFrame | None:
+    """The lexical-overlap table of the compared concepts, with the last checkpoint's
+    tokenizer (written to ``results/lexical_overlap.parquet``); sets the plan's split."""
+    from babelscope.analysis.lexical import LEXICAL_FILE, data_lexicon, lexical_table
+    from babelscope.checkpoints.series import _load_tokenizer
+    from babelscope.io import provenance, settings_hash, write_parquet_atomic
+
+    tok = _load_tokenizer(series.checkpoints[-1])
+    lex = data_lexicon(data_dir)
+    table = lexical_table(tok, lex, plan.concepts, plan.langs)
+    plan.split = split_for(table, plan)
+    plan.settings = {**plan.settings, "lexical": settings_hash(table.to_dict(orient="records"))}
+    meta = provenance("lexical", tokenizer=series.checkpoints[-1].label, lexicon=lex.source,
+                      step=int(series.checkpoints[-1].step))  # fmt: skip
+    write_parquet_atomic(table, out_dir / "results" / LEXICAL_FILE, metadata=meta)
+    return table
+
+
+@dataclass
+class Scoring:
+    """One way of scoring a checkpoint's pools: ``matched`` (the study) or ``unmatched``
+    (the comparison at the last checkpoint), each with its halves and null plan."""
+
+    variant: str
+    pools: list[Pool]
+    halves: list[np.ndarray]
+    plan: Any = None
+    null_pools: list[int] | None = None
+
+    def index(self, lang: str) -> int | None:
+        for i, p in enumerate(self.pools):
+            if p.lang == lang:
+                return i
+        return None
+
+
 def score_step(
     out_dir: Path,
     step: int,
@@ -473,44 +527,64 @@ def score_step(
     plan: Any = None,
     null_pools: list[int] | None = None,
     align: Any = None,
+    also: list[Scoring] | tuple = (),
+    on_language: Any = None,
 ) -> None:
-    """Score one checkpoint: a shard per pool (in-sample AP and statistics, AP on each
-    half), then, with a null ``plan``, the permutation null of the alignment measures.
+    """Score one checkpoint: a shard per pool (in-sample AP and statistics over every
+    concept's members, AP on each half), then, with a null ``plan``, the permutation null
+    of the alignment measures. ``also``: further scorings of the same activations (the
+    unmatched pools), written under their variant's folder.
 
     ``get_pooled(pool)`` returns the pool's pooled activations (``.get``, ``.layers``,
-    ``.flat()``, ``.n_truncated``); a pool whose shard is done is only read again when
-    the null needs its ranks.
+    ``.flat()``, ``.n_truncated``), read once per language for every scoring; a pool whose
+    shard is done is only read again when the null needs its ranks. ``on_language(lang,
+    pooled)`` runs after a language is scored (the shortcut diagnostics).
     """
-    from babelscope.analysis.alignment_null import half_counts, half_scores, write_null
+    from babelscope.analysis.alignment_null import write_null
+    from babelscope.analysis.member_scores import half_scores, member_counts, score_members
     from babelscope.progress import track
 
     null_pools = list(range(len(pools))) if null_pools is None else null_pools
-    ranks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    for pi, pool in enumerate(track(pools, f"step {step}: languages", transient=True)):
-        path = shard_path(out_dir, step, pool.lang)
-        need_ranks = plan is not None and pi in null_pools
-        if _shard_ok(path, key) and not need_ranks:
+    scorings = [Scoring(settings.pools, pools, halves, plan, null_pools), *also]
+    langs = list(dict.fromkeys(p.lang for sc in scorings for p in sc.pools))
+    ranks: list[dict[int, Any]] = [{} for _ in scorings]
+    for lang in track(langs, f"step {step}: languages", transient=True):
+        todo = []
+        for si, sc in enumerate(scorings):
+            pi = sc.index(lang)
+            if pi is None:
+                continue
+            path = shard_path(out_dir, step, lang, sc.variant)
+            need_ranks = sc.plan is not None and pi in (sc.null_pools or [])
+            if not _shard_ok(path, key) or need_ranks:
+                todo.append((si, sc, pi, path, need_ranks))
+        if not todo and on_language is None:
             continue
-        pooled = get_pooled(pool)
-        r0, r1, ap0, ap1 = half_scores(pooled.flat(), pool.labels, halves[pi])
-        if need_ranks:
-            ranks[pi] = (r0, r1)
-        if not _shard_ok(path, key):
-            stats, widths = score_pool(
-                pooled.get, list(pooled.layers), pool.labels, threads=settings.threads
-            )
-            n_pos = pool.labels.sum(axis=0)
-            save_shard(
-                out_dir, step, pool.lang, stats, concepts=pool.concepts,
-                layers=list(pooled.layers), widths=widths, n_pos=n_pos,
-                n_neg=len(pool.ids) - n_pos, key=key, fingerprint=fingerprint,
-                store_dtype=settings.store_dtype,
-                extra={"n_truncated": int(pooled.n_truncated), "half": halves[pi],
-                       "ap_half0": ap0.astype(settings.store_dtype),
-                       "ap_half1": ap1.astype(settings.store_dtype),
-                       "n_pos_half": half_counts(pool.labels, halves[pi])},
-            )  # fmt: skip
-            del stats
-        del pooled
-    if plan is not None and len(null_pools) >= 2:
-        write_null(out_dir, step, plan, [ranks[i] for i in null_pools], key, align)
+        pooled = get_pooled(next(sc.pools[sc.index(lang)] for sc in scorings if sc.index(lang) is not None))
+        x = pooled.flat()
+        for si, sc, pi, path, need_ranks in todo:
+            pool = sc.pools[pi]
+            hr, ap0, ap1 = half_scores(x, pool.labels, sc.halves[pi], pool.members)
+            if need_ranks:
+                ranks[si][pi] = hr
+            if not _shard_ok(path, key):
+                stats, widths = score_members(pooled.get, list(pooled.layers), pool.labels,
+                                              pool.members, threads=settings.threads)  # fmt: skip
+                save_shard(
+                    out_dir, step, lang, stats, concepts=pool.concepts,
+                    layers=list(pooled.layers), widths=widths, n_pos=pool.n_pos,
+                    n_neg=pool.n_neg, key=key, fingerprint=fingerprint,
+                    store_dtype=settings.store_dtype, variant=sc.variant,
+                    extra={"n_truncated": int(pooled.n_truncated), "half": sc.halves[pi],
+                           "ap_half0": ap0.astype(settings.store_dtype),
+                           "ap_half1": ap1.astype(settings.store_dtype),
+                           **member_counts(pool.labels, sc.halves[pi], pool.members)},
+                )  # fmt: skip
+                del stats
+        if on_language is not None:
+            on_language(lang, pooled)
+        del pooled, x
+    for si, sc in enumerate(scorings):
+        nps = sc.null_pools or []
+        if sc.plan is not None and len(nps) >= 2:
+            write_null(out_dir, step, sc.plan, [ranks[si][i] for i in nps], key, align, sc.variant)
