@@ -229,3 +229,26 @@ def test_real_build_small_without_npm(tmp_path, monkeypatch, capsys):
     labels = pd.read_parquet(out / "concepts.parquet")
     assert set(labels["lang"]) <= {"eng", "zho", "swa"}
     assert set(labels["id"]) <= set(df["id"])
+
+
+def test_label_precision_written_with_provenance(tmp_path, fake_sources):
+    from babelscope.concepts.lexicon import packaged_table_sha256
+    from babelscope.concepts.precision import COLUMNS, PRECISION_FILE
+    from babelscope.io import read_parquet_metadata
+
+    out = build_corpus(tmp_path / "data", languages=["eng", "spa", "zho"])
+    table = pd.read_parquet(out / PRECISION_FILE)
+    assert list(table.columns) == COLUMNS
+    # the parallel source's water sentences: agua / 水 in every group that has "water"
+    spa = table[(table["concept"] == "water") & (table["lang"] == "spa")].iloc[0]
+    assert spa["tp"] == 10 and spa["fp"] == 0 and spa["fn"] == 0
+    meta = read_parquet_metadata(out / PRECISION_FILE)
+    assert (
+        meta["stage"] == "label_precision"
+        and meta["corpus_hash"] == load_manifest(out)["corpus_hash"]
+    )
+    m = load_manifest(out)
+    assert m["label_precision"]["languages"]["zho"]["tp"] > 0
+    assert set(m["label_precision"]["languages"]) == {"spa", "zho"}
+    # labels depend on the packaged table's contents: they are part of the settings
+    assert m["settings"]["concept_table"] == {"path": None, "sha256": packaged_table_sha256()}

@@ -51,8 +51,17 @@ def test_build_user_data_then_stats_json(tmp_path, capsys):
     assert stats["languages"]["eng"]["sources"] == {"user:tiny.tsv": 8}
     assert stats["languages"]["eng"]["characters"] > 100
     assert isinstance(stats["concept_positives"], dict)
+    prec = stats["label_precision"]
+    assert sorted(prec["languages"]) == ["deu", "spa", "zho"]  # English is the reference
+    water = prec["concepts"]["water"]["spa"]  # "agua" in the translation of "water"
+    assert water["tp"] == 1 and water["fp"] == 0 and water["precision"] == 1.0
+    assert 0 < water["precision_lo"] < 1 and prec["all"]["tp"] >= 3
     code, stdout, _ = _run(capsys, "data", "stats", "--data", str(out))
     assert "eng" in stdout and "user:tiny.tsv" in stdout
+    assert "label precision" in stdout and "recall" in stdout
+    (out / "label_precision.parquet").unlink()  # a directory built before it was measured
+    code, stdout, _ = _run(capsys, "data", "stats", "--data", str(out))
+    assert code in (0, None) and "no label precision" in stdout
 
 
 @pytest.mark.parametrize(

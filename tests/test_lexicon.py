@@ -65,6 +65,37 @@ def test_chinese_and_japanese_without_spaces(lex):
     assert not lex.matches("生活水平提高了。", "water", "zho")
 
 
+def test_lone_character_and_calendar_words_are_not_water(lex):
+    # Django's calendar: 水 alone abbreviates Wednesday (水曜日); 星期 is "week", not star.
+    assert not lex.matches("水", "water", "jpn") and not lex.matches("水。", "water", "zho")
+    assert not lex.matches("水曜日", "water", "jpn")
+    assert not lex.matches("星期三", "star", "zho") and lex.matches("星星在闪耀。", "star", "zho")
+    assert not lex.matches("水晶行会", "water", "zho")  # crystal
+    assert lex.matches("水は冷たい", "water", "jpn")  # two characters: a sentence
+
+
+def test_turkish_su_is_no_bare_form(lex):
+    # Bare "su" is also Spanish/Italian ("su casa", "su questo"): the judge of steered
+    # text tries every language's words, so it is not a form of its own.
+    assert not lex.matches("Ella vive en su casa.", "water", "tur")
+    assert not lex.matches("Bardağı devirirsem, su dökülür.", "water", "tur")
+    assert lex.matches("Sıvı su, yaşam için gereklidir.", "water", "tur")
+    assert lex.matches("Deniz suyu tuzludur.", "water", "tur")
+    assert not lex.matches("Sunucu hatası.", "water", "tur")  # never inside a word
+
+
+def test_free_of_charge_is_not_freedom(lex):
+    assert lex.matches("All human beings are born free.", "freedom", "eng")
+    assert lex.matches("to participate freely in the life of the community", "freedom", "eng")
+    for text in ("Education shall be free.", "It is free of charge.", "streak-free glass",
+                 "free software", "Get it for free."):  # fmt: skip
+        assert not lex.matches(text, "freedom", "eng"), text
+    assert not lex.matches("el tiempo libre", "freedom", "spa")
+    assert lex.matches("nacen libres e iguales", "freedom", "spa")
+    assert not lex.matches("Каждый человек имеет право.", "human", "rus")  # "everyone"
+    assert not lex.matches("i campi dei modelli", "god", "ita")  # "of the"
+
+
 def test_arabic_proclitics_and_article(lex):
     assert lex.matches("الماء بارد", "water", "ara")
     assert lex.matches("وبالماء نغسل", "water", "ara")  # wa + bi + al-

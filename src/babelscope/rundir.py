@@ -32,7 +32,9 @@ LOCK = ".lock"
 # A directory written by babelscope before the marker existed: its stage records say so.
 _LEGACY_SIGNS = (".stages",)
 # What `babelscope data build` writes, and nothing else: such a directory may be rebuilt.
-DATA_FILES = frozenset({"corpus.parquet", "concepts.parquet", "manifest.json"})
+DATA_FILES = frozenset(
+    {"corpus.parquet", "concepts.parquet", "label_precision.parquet", "manifest.json"}
+)
 
 
 def check_run_dir_path(path: Path) -> Path:

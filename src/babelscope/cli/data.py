@@ -146,6 +146,39 @@ def collect_stats(data_dir: Path) -> dict[str, Any]:
         "concepts_kept_in_all_languages": manifest.get("concepts", {}).get(
             "kept_in_all_languages", []
         ),
+        "label_precision": _precision_stats(Path(data_dir)),
+    }
+
+
+def _precision_stats(data_dir: Path) -> dict[str, Any] | None:
+    """Lexicon labels against the English pivot on parallel text (``label_precision.parquet``):
+    per language, pooled, and per concept and language; None for a directory built before
+    it was measured."""
+    import pandas as pd
+
+    from babelscope.concepts.precision import PRECISION_FILE, precision_summary
+    from babelscope.io import read_parquet_metadata
+
+    path = data_dir / PRECISION_FILE
+    if not path.is_file():
+        return None
+    table = pd.read_parquet(path)
+    summary = precision_summary(table)
+    cells = table[table["scope"] == "concept"]
+    by_concept: dict[str, dict[str, Any]] = {}
+    for _, r in cells.iterrows():
+        by_concept.setdefault(str(r["concept"]), {})[str(r["lang"])] = {
+            k: (None if pd.isna(r[k]) else round(float(r[k]), 4))
+            if k.startswith(("precision", "recall"))
+            else int(r[k])
+            for k in ("tp", "fp", "fn", "precision", "precision_lo", "precision_hi", "recall")
+        }
+    return {
+        "method": "lexicon labels of each language against the English side's labels, "
+        "on sentences of translation groups with an English side (95 % Wilson intervals)",
+        "created": read_parquet_metadata(path).get("created"),
+        **summary,
+        "concepts": by_concept,
     }
 
 
@@ -180,6 +213,42 @@ def _print_stats(stats: dict[str, Any]) -> None:
     for name, s in stats["sources"].items():
         if str(s.get("status", "")).startswith("skipped"):
             console.print(f"[yellow]source {name} {s['status']}[/yellow]")
+    _print_precision(console, stats.get("label_precision"))
+
+
+def _print_precision(console: Any, prec: dict[str, Any] | None) -> None:
+    from rich.table import Table
+
+    if prec is None:
+        console.print(
+            "[yellow]no label precision in this data directory (built before it was measured): "
+            "rebuild it with `babelscope data build --force`[/yellow]"
+        )
+        return
+    if not prec["languages"]:
+        console.print("label precision: no parallel text with an English side to measure it on")
+        return
+
+    def rate(r: dict[str, Any], name: str) -> str:
+        if r[name] is None:
+            return "–"
+        return f"{r[name]:.2f} [{r[name + '_lo']:.2f}, {r[name + '_hi']:.2f}]"
+
+    t = Table(title="label precision: lexicon vs English pivot on parallel text (95 % Wilson)")
+    for col in ("lang", "sentences", "lexicon +", "agree", "precision", "recall"):
+        t.add_column(col, justify="left" if col == "lang" else "right")
+    rows = [*prec["languages"].items(), *([("all", prec["all"])] if prec["all"] else [])]
+    for lang, r in rows:
+        t.add_row(
+            lang, f"{r['sentences']:,}", f"{r['lexicon_positives']:,}", f"{r['tp']:,}",
+            rate(r, "precision"), rate(r, "recall"),
+        )  # fmt: skip
+    console.print(t)
+    low = ", ".join(
+        f"{c['concept']}/{c['lang']} {c['tp']}/{c['tp'] + c['fp']}" for c in prec["lowest"][:5]
+    )
+    if low:
+        console.print(f"lowest precision (concept/lang, agreeing/lexicon positives): {low}")
 
 
 @app.command("stats")

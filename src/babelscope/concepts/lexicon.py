@@ -26,7 +26,9 @@ and Arabic harakat stay inside their word). Arabic text and forms are normalised
 and tatweel removed, alef variants unified) and a word may carry the proclitics
 ``و ف`` (and, or) followed by ``ب ك ل`` (with, like, to); ``ل`` + ``ال`` written ``لل``
 is recognised too. Single CJK characters are allowed, but exclusions should list the
-common longer words that contain them with another meaning.
+common longer words that contain them with another meaning. In those languages a text of
+one character alone matches nothing: a lone ``水`` is a calendar's abbreviation of
+Wednesday, not a sentence about water.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from babelscope.errors import BabelscopeError
+from babelscope.io import sha256_bytes
 from babelscope.languages import NO_SPACE_SCRIPTS, is_known, script_of
 
 HEADER = ("concept", "lang", "words")
@@ -94,6 +97,13 @@ def is_no_space(lang: str) -> bool:
     return script_of(lang) in NO_SPACE_SCRIPTS
 
 
+def packaged_table_sha256() -> str:
+    """SHA-256 of the concept table packaged with babelscope (what its labels depend on)."""
+    return sha256_bytes(
+        resources.files("babelscope.concepts").joinpath(PACKAGED_TABLE).read_bytes()
+    )
+
+
 @dataclass
 class _Matcher:
     """Compiled words of one concept in one language."""
@@ -102,9 +112,13 @@ class _Matcher:
     exclusions: re.Pattern[str] | None
     # Substrings one of which any match must contain: a cheap test before the regex.
     literals: tuple[str, ...] = ()
+    # Languages without spaces: a one-character text is a label or an abbreviation.
+    no_space: bool = False
 
     def search(self, norm_text: str) -> bool:
         if self.pattern is None or not any(lit in norm_text for lit in self.literals):
+            return False
+        if self.no_space and len(norm_text) < 8 and sum(ch.isalnum() for ch in norm_text) < 2:
             return False
         if self.exclusions is not None:
             # Blank out (not delete) so that no new word forms across the gap.
@@ -173,7 +187,7 @@ def _compile(words: Sequence[str], lang: str) -> _Matcher:
         part = max(f.split(), key=len) if f.split() else f
         # "ال" may be written "لل" after the preposition ل: look for the rest only.
         literals.add(part[2:] if arabic and part.startswith("ال") and len(part) > 2 else part)
-    return _Matcher(pattern, exclusions, tuple(sorted(literals)))
+    return _Matcher(pattern, exclusions, tuple(sorted(literals)), no_space)
 
 
 @dataclass
