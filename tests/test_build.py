@@ -71,7 +71,7 @@ def _unavailable():
     return load, lambda: "not fetched"
 
 
-def _labels(corpus, languages, table=None, min_positives=15, seed=0):
+def _labels(corpus, languages, table=None, min_positives=15, seed=0, match=None):
     """A stand-in labeller: the real one is tested in tests/test_labels.py."""
     ids = corpus.groupby("lang").head(1)
     labels = pd.DataFrame(
