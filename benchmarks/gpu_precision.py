@@ -1,6 +1,6 @@
 """The GPU paths: bf16/fp16 extraction against fp32 on CUDA (issue 16).
 
-The same measure as ``tests/test_precision.py`` and ``babelscope bench precision`` (which
+The same measure as ``tests/test_dtypes.py`` and ``babelscope bench precision`` (which
 run on the CPU): a random GPT-2-style model (GPT-2 small's block shape by default) and
 synthetic sentences in three word lists (the concept = the list); the fp32 model's pooled
 MLP activations are the reference, and against them the bf16 and fp16 models' (max |dAP|,

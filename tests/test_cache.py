@@ -128,7 +128,7 @@ def test_bad_shard_size(loaded, tmp_path):
 
 @pytest.mark.parametrize("store", ["float16", "bfloat16"])
 def test_half_precision_entries_read_back_the_rounded_values(loaded, tmp_path, store):
-    from babelscope.activations.precision import roundtrip
+    from babelscope.activations.dtypes import roundtrip
 
     direct = extract_pooled(loaded.model, loaded.tokenizer, TEXTS, batch_size=8)
     half = cached_pooled(loaded, TEXTS, data_key="d", cache_dir=tmp_path, batch_size=8,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from babelscope.activations.precision import (
+from babelscope.activations.dtypes import (
     FLOAT16_MAX,
     Decoded,
     compare_scores,

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from babelscope.activations.dtypes import Decoded, check_store_dtype, itemsize, raw_arrays
 from babelscope.activations.extract import (
     PooledActivations,
     TokenSamples,
@@ -36,7 +37,6 @@ from babelscope.activations.extract import (
     extract_token_samples,
 )
 from babelscope.activations.neurons import UnitKind, hook_points, layer_widths
-from babelscope.activations.precision import Decoded, check_store_dtype, itemsize, raw_arrays
 from babelscope.checkpoints.series import LoadedCheckpoint
 from babelscope.errors import BabelscopeError
 from babelscope.io import (

@@ -1,4 +1,4 @@
-"""Half-precision storage of pooled activations, and how much it changes the results.
+"""Storage dtypes of activations: half precision (float16, bfloat16) and how much it changes the results.
 
 Pooled activations can be kept in ``float16`` or ``bfloat16`` instead of ``float32``
 (half the disk and memory of the activation cache). ``bfloat16`` has float32's range

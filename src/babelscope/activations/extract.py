@@ -32,6 +32,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from babelscope.activations.dtypes import Decoded, encode, storage_dtype
 from babelscope.activations.families import family_of, get_module
 from babelscope.activations.neurons import (
     HookPoint,
@@ -41,7 +42,6 @@ from babelscope.activations.neurons import (
     layer_widths,
     layers_of,
 )
-from babelscope.activations.precision import Decoded, encode, storage_dtype
 from babelscope.checkpoints.series import resolve_device
 from babelscope.errors import BabelscopeError
 
@@ -253,7 +253,7 @@ def extract_pooled(
 
     Returns float32 arrays ``(len(texts), width)`` per layer, in the order of ``texts``.
     ``store_dtype`` ``float16``/``bfloat16`` holds them in half precision (half the memory;
-    :mod:`babelscope.activations.precision`) and reads them back as float32.
+    :mod:`babelscope.activations.dtypes`) and reads them back as float32.
     """
     if pooling not in POOLINGS:
         raise BabelscopeError(f"unknown pooling '{pooling}': choose from {', '.join(POOLINGS)}")

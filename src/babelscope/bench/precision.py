@@ -11,7 +11,7 @@ For each: ``max_abs`` (largest |AP difference| over units and concepts), ``max_r
 (relative to the reference AP, units with AP >= 0.01) and ``top_k_agreement`` (share of
 the reference top-K units per concept found in the other top K, mean over concepts;
 ``top_k_min`` the worst concept). :func:`measure` is shared with the tests
-(tests/test_precision.py, tiny models) and ``benchmarks/gpu_precision.py`` (CUDA).
+(tests/test_dtypes.py, tiny models) and ``benchmarks/gpu_precision.py`` (CUDA).
 
 The benchmark itself: a random GPT-2-style model (6 blocks of width 384, MLP 1,536;
 ``quick``: 2 blocks of 128), 240 synthetic sentences in three word lists (English,
@@ -52,8 +52,8 @@ def measure(
     for a float32 ``model``, against its own float32 extraction on ``device``."""
     import torch
 
+    from babelscope.activations.dtypes import Decoded, compare_scores, encode_array
     from babelscope.activations.extract import extract_pooled
-    from babelscope.activations.precision import Decoded, compare_scores, encode_array
     from babelscope.checkpoints.series import torch_dtype
 
     common = dict(kind="mlp", pooling="mean", batch_size=batch_size, device=device)
@@ -69,7 +69,7 @@ def measure(
 
     for name in store_dtypes:
         stored = copy.copy(ref)
-        stored.arrays = Decoded({l: encode_array(ref.get(l), name) for l in ref.layers}, name)
+        stored.arrays = Decoded({i: encode_array(ref.get(i), name) for i in ref.layers}, name)
         record(f"store_{name}", unit_ap(stored, labels))
     for name in model_dtypes:
         low = copy.deepcopy(model).to(device=device, dtype=torch_dtype(name)).eval()
