@@ -115,4 +115,7 @@ def experts_step(ckpt: Any, job: ExpertsJob) -> StepDone:
         extras.write()
     langs = [p.lang for p in job.pools]
     mark_complete(job.out_dir, ckpt.step, langs, key=key, fingerprint=loaded.fingerprint)
+    from babelscope.activations.cache import remove_entries  # keep_cache = false: drop them
+
+    remove_entries(None if s.keep_cache else cache, ckpt.step, loaded.fingerprint)
     return StepDone(marker, time.perf_counter() - t0)
