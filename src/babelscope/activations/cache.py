@@ -125,7 +125,12 @@ def _run_cached(
         track(todo, f"activations → {entry.name}", transient=True) if len(todo) > 1 else todo
     ):
         end = min(start + shard_size, n_texts)
-        arrays, info = compute(start, end)
+        try:
+            arrays, info = compute(start, end)
+        except BaseException:
+            if not manifest["shards"]:  # nothing computed (e.g. a hook never ran): no entry left
+                shutil.rmtree(entry, ignore_errors=True)
+            raise
         rel = f"shards/shard-{k:05d}.npz"
         with atomic_path(entry / rel) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
