@@ -119,6 +119,11 @@ class ModelConfig(_Strict):
     include_flagged: bool = Field(False, description="Analyse duplicate/broken checkpoints anyway")
     dtype: Literal["fp32", "bf16", "fp16"] = "fp32"
     device: Literal["cpu", "cuda", "auto"] = "auto"
+    keep_downloads: bool = Field(
+        False,
+        description="Keep the hub revisions downloaded into <run>/cache/hub (default: each is "
+        "deleted once loaded, so the cache never holds the whole series)",
+    )
 
 
 STAGES: tuple[str, ...] = (

@@ -119,6 +119,9 @@ def _series(run: Run):
         if spec is None:
             spec = run.dir / "model" / "checkpoints"
         run.resolved = resolve_series(spec)
+        from babelscope.checkpoints.downloads import use_download_dir
+
+        use_download_dir(run.resolved, (run.cache / "hub").resolve(), run.cfg.model.keep_downloads)
     return run.resolved
 
 

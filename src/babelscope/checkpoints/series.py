@@ -28,6 +28,7 @@ checks that local checkpoints have weights and agree on architecture and tokeniz
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -82,6 +83,8 @@ class Checkpoint:
     revision: str | None = None
     tokenizer: str | None = None
     gguf_file: str | None = None
+    download_dir: str | None = None  # a hub revision is downloaded there (checkpoints/downloads.py)
+    keep_download: bool = False  # ... and removed again once loaded unless kept
 
     @property
     def label(self) -> str:
@@ -477,6 +480,10 @@ def weights_fingerprint(model: Any) -> str:
     return h.hexdigest()
 
 
+def _revision(c: Checkpoint) -> dict[str, Any]:
+    return {"revision": c.revision} if c.revision else {}
+
+
 def load_checkpoint(ckpt: Checkpoint, dtype: str = "fp32", device: str = "cpu") -> LoadedCheckpoint:
     """Load model (eval mode, on ``device``, in ``dtype``) and tokenizer; fingerprint the weights."""
     from transformers import AutoModelForCausalLM
@@ -488,13 +495,16 @@ def load_checkpoint(ckpt: Checkpoint, dtype: str = "fp32", device: str = "cpu") 
             f"{ckpt.label} has no weights (no *.safetensors or pytorch_model*.bin)"
         )
     kw: dict[str, Any] = {"dtype": torch_dtype(dtype)}
-    if ckpt.revision:
-        kw["revision"] = ckpt.revision
     if ckpt.gguf_file:
         kw["gguf_file"] = ckpt.gguf_file
     dev = resolve_device(device)
+    from babelscope.checkpoints.downloads import fetch, release
+
+    local = fetch(ckpt)  # a hub revision with a per-run download dir: fetched there
+    src = ckpt if local is None else dataclasses.replace(ckpt, source=str(local), revision=None)
     try:
-        model = AutoModelForCausalLM.from_pretrained(ckpt.source, **kw)
+        model = AutoModelForCausalLM.from_pretrained(src.source, **(kw | _revision(src)))
+        tokenizer = _load_tokenizer(src)
     except BabelscopeError:
         raise
     except Exception as e:  # noqa: BLE001 - safetensors, torch, GGUF and HF errors alike
@@ -503,12 +513,14 @@ def load_checkpoint(ckpt: Checkpoint, dtype: str = "fp32", device: str = "cpu") 
         raise CheckpointUnreadable(
             f"cannot load {ckpt.label}: {type(e).__name__}: {_first_line(e)[:200]}"
         ) from None
+    finally:
+        release(ckpt, local)  # the model is in memory: its files are not read again
     model.to(dev).eval()
     family = family_of(model)
     return LoadedCheckpoint(
         step=ckpt.step,
         model=model,
-        tokenizer=_load_tokenizer(ckpt),
+        tokenizer=tokenizer,
         family=family,
         fingerprint=weights_fingerprint(model),
         checkpoint=ckpt,
