@@ -41,6 +41,24 @@ class Run:
     keys: dict[str, str] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict)
     resolved: Any = None  # the checkpoint series, resolved (and checked) once per run
+    _executor: Any = None  # where per-checkpoint work runs; started when first needed
+    _own_executor: bool = True  # False: the caller's, which the caller closes
+
+    @property
+    def executor(self) -> Any:
+        """The engine of ``[run]`` (serial, or Ray tasks), started on first use: a run whose
+        stages are all up to date never starts a Ray cluster."""
+        if self._executor is None:
+            from babelscope.executor import make_executor
+
+            self._executor = make_executor(self.cfg.run, device=self.cfg.model.device)
+        return self._executor
+
+    def close(self) -> None:
+        """Stop the executor if this run started one."""
+        if self._executor is not None and self._own_executor:
+            self._executor.close()
+            self._executor = None
 
     @property
     def dir(self) -> Path:
@@ -68,6 +86,8 @@ class Run:
     @property
     def device(self) -> str:
         dev = self.cfg.model.device
+        if self.cfg.run.engine != "serial" or getattr(self._executor, "distributed", False):
+            return dev  # "auto" is resolved by each task, on the node it runs on
         if dev == "auto":
             import torch
 
@@ -150,7 +170,9 @@ def stage_inspect(run: Run) -> dict[str, Any]:
     held = corpus[corpus["split"] == "heldout"]
     # 32 held-out sentences per language tell a broken or duplicate checkpoint apart.
     texts = {lang: g["text"].head(32).tolist() for lang, g in held.groupby("lang")}
-    df = inspect_series(series, texts, device=run.device, dtype=run.cfg.model.dtype)
+    df = inspect_series(
+        series, texts, device=run.device, dtype=run.cfg.model.dtype, executor=run.executor
+    )
     steps = usable(df, include_flagged=run.cfg.model.include_flagged)
     flagged = df[df["flags"].apply(bool)] if "flags" in df else df.iloc[0:0]
     if not steps:
@@ -195,6 +217,7 @@ def stage_probe(run: Run) -> dict[str, Any]:
         _scoped(run, run.cfg.probe),
         device=run.device,
         dtype=run.cfg.model.dtype,
+        executor=run.executor,
     )
     plot_probe(df, run.dir / "figures")
     return {"rows": len(df)}
@@ -207,7 +230,7 @@ def stage_similarity(run: Run) -> dict[str, Any]:
 
     df, _ = run_similarity(
         _usable_series(run), run.cfg.data_dir, run.dir, _scoped(run, run.cfg.similarity),
-        device=run.device, dtype=run.cfg.model.dtype,
+        device=run.device, dtype=run.cfg.model.dtype, executor=run.executor,
     )  # fmt: skip
     plot_representations(run.dir)
     return {"rows": len(df)}
@@ -236,7 +259,7 @@ def stage_experts(run: Run) -> dict[str, Any]:
     df = run_experts(
         _usable_series(run), run.cfg.data_dir, run.dir, _scoped(run, run.cfg.experts),
         align=run.cfg.align, cache_dir=run.cache / "activations", device=run.device,
-        dtype=run.cfg.model.dtype,
+        dtype=run.cfg.model.dtype, executor=run.executor,
     )  # fmt: skip
     return {"rows": len(df)}
 
@@ -250,6 +273,9 @@ def stage_align(run: Run) -> dict[str, Any]:
     from babelscope.report.figures.control import plot_control_alignment
 
     plot_control_alignment(run.dir)  # original <-> cipher control, if the run has one
+    from babelscope.report.figures.shortcuts import plot_shortcuts
+
+    plot_shortcuts(run.dir)  # shortcuts against experts, alignment before/after matching
     return {"rows": len(df)}
 
 
@@ -267,6 +293,7 @@ def stage_steer(run: Run) -> dict[str, Any]:
         settings,
         device=run.device,
         dtype=run.cfg.model.dtype,
+        executor=run.executor,
     )
     if len(df):
         plot_steering(df, run.dir / "figures")
@@ -375,7 +402,8 @@ def write_provenance(run: Run) -> Path:
         provenance(
             "run",
             name=run.cfg.name,
-            config_hash=settings_hash(run.cfg.model_dump(mode="json")),
+            config_hash=settings_hash(run.cfg.model_dump(mode="json", exclude={"run"})),
+            engine=run.cfg.run.engine,
             data_hash=run.notes.get("data", {}).get("data_hash"),
             fingerprints=run.notes.get("inspect", {}).get("fingerprints"),
             flagged=run.notes.get("inspect", {}).get("flagged"),
@@ -390,8 +418,13 @@ def run_study(
     stages: list[str] | None = None,
     force: bool = False,
     wait: bool = False,
+    executor: Any = None,
 ) -> Run:
     """Run the study (all stages, or ``stages``); return the finished :class:`Run`.
+
+    Per-checkpoint work runs on the engine of the config's ``[run]`` section (serial by
+    default; ``ray``: :mod:`babelscope.executor.ray_backend`), or on ``executor`` (an
+    :class:`babelscope.executor.Executor` the caller made, and closes).
 
     The run directory must be babelscope's (see :mod:`babelscope.rundir`); it is locked
     for the whole run (``wait``: wait for another run to finish instead of refusing), and
@@ -403,6 +436,12 @@ def run_study(
     if bad:
         raise BabelscopeError(f"unknown stage(s) {', '.join(bad)}: choose from {', '.join(STAGES)}")
     run = Run(cfg, force=force)
+    if executor is not None:
+        run._executor, run._own_executor = executor, False
+    elif cfg.run.engine == "ray":  # before any work: a missing Ray is one line, at once
+        from babelscope.executor.ray_backend import import_ray
+
+        import_ray()
     from babelscope.preflight import preflight
 
     # Inputs first: a configuration that cannot work leaves no trace, not even a run dir.
@@ -421,6 +460,8 @@ def run_study(
             ) + " (and the finished checkpoints of the stage that was running)"
             e.resume = "run the same command again to resume where it stopped"
             raise
+        finally:
+            run.close()
     return run
 
 

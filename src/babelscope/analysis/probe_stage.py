@@ -11,21 +11,20 @@ import json
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from babelscope.analysis.probe import (
-    RESULT_COLUMNS,
-    ProbeSettings,
-    check_layers,
-    probe_layers,
-)
 from babelscope.errors import BabelscopeError
+from babelscope.executor.base import Executor, StepDone, report_steps, serial_or
 
+# babelscope.analysis.probe re-exports this module's names, so its own names are imported
+# where they are used: a Ray worker that unpickles probe_step imports this module first.
 if TYPE_CHECKING:
+    from babelscope.analysis.probe import ProbeSettings
     from babelscope.checkpoints.series import CheckpointSeries
 
 PROBE_FILE = "probe.parquet"
@@ -117,6 +116,61 @@ def _read_partial(
     return pd.read_parquet(path), str(meta.get("fingerprint"))
 
 
+@dataclass
+class ProbeJob:
+    """What every checkpoint's probe needs: sent to a worker once, not per checkpoint."""
+
+    partial: Path  # results/.probe of the run
+    texts: list[str]
+    text_lang: np.ndarray
+    settings: ProbeSettings
+    key: str
+    device: str
+    dtype: str
+
+
+def _identity(ckpt: Any, dtype: str) -> dict[str, Any]:
+    """The weights' files and the dtype: new weights at the same path are new results
+    (through JSON, as it is stored: tuples come back as lists)."""
+    from babelscope.checkpoints.series import checkpoint_signature
+
+    return json.loads(json.dumps({**checkpoint_signature(ckpt), "dtype": dtype}))
+
+
+def probe_step(ckpt: Any, job: ProbeJob) -> StepDone:
+    """Probe one checkpoint: ``results/.probe/step-N.parquet`` and its confusion counts,
+    written atomically (a step already there for the same settings, data and weights is
+    kept). The executor's unit of work; runs wherever the executor sends it."""
+    from babelscope.analysis.probe import RESULT_COLUMNS, check_layers, probe_layers
+    from babelscope.checkpoints.series import load_checkpoint
+    from babelscope.io import write_parquet_atomic
+
+    identity = _identity(ckpt, job.dtype)
+    path = job.partial / f"step-{ckpt.step}.parquet"
+    if _read_partial(path, job.key, identity) is not None:
+        return StepDone(path)
+    t0 = time.perf_counter()
+    settings = job.settings
+    loaded = load_checkpoint(ckpt, dtype=job.dtype, device=job.device)
+    layers = check_layers(settings.layers, _n_residual_layers(loaded.model))
+    arrays, row_lang, row_sid, types = _activations(
+        loaded.model, loaded.tokenizer, job.texts, job.text_lang, layers, settings
+    )
+    del loaded.model  # free the weights before the probes fork their workers
+    df = probe_layers(arrays, row_lang, row_sid, settings, token_types=types)
+    df.insert(0, "step", int(ckpt.step))
+    conf_rows = _confusion_rows(df, sorted(set(row_lang)))
+    meta = {"key": job.key, "checkpoint": identity}
+    write_parquet_atomic(
+        conf_rows, job.partial / f"step-{ckpt.step}.confusion.parquet", metadata=meta
+    )
+    # The step's table last: its presence marks the step done.
+    write_parquet_atomic(
+        df[RESULT_COLUMNS], path, metadata={**meta, "fingerprint": loaded.fingerprint}
+    )
+    return StepDone(path, time.perf_counter() - t0)
+
+
 def run_probe(
     series: CheckpointSeries,
     data_dir: str | Path,
@@ -125,19 +179,21 @@ def run_probe(
     *,
     device: str = "cpu",
     dtype: str = "fp32",
+    executor: Executor | None = None,
 ) -> pd.DataFrame:
     """LID probes for every checkpoint of ``series``; writes ``out_dir/results/probe.parquet``.
 
-    Per checkpoint one forward pass gives every requested residual layer; the per-layer
-    probes run in parallel (``settings.n_jobs``, default all cores). Each finished checkpoint
-    is saved under ``results/.probe/`` at once, so an interrupted run resumes where it stopped
-    (a saved step is reused only for the same settings, data and checkpoint). Returns the
-    combined frame (``RESULT_COLUMNS``), which carries provenance in its Parquet metadata.
+    Per checkpoint (:func:`probe_step`, run by ``executor``, serial by default) one forward
+    pass gives every requested residual layer; the per-layer probes run in parallel
+    (``settings.n_jobs``, default all cores). Each finished checkpoint is saved under
+    ``results/.probe/`` at once, so an interrupted run resumes where it stopped (a saved
+    step is reused only for the same settings, data and checkpoint). Returns the combined
+    frame (``RESULT_COLUMNS``), which carries provenance in its Parquet metadata.
     """
-    from babelscope.checkpoints.series import checkpoint_signature, load_checkpoint
+    from babelscope.analysis.probe import ProbeSettings
     from babelscope.corpora.corpus import data_hash, load_corpus
     from babelscope.io import provenance, settings_hash, write_parquet_atomic
-    from babelscope.progress import info, track, warn
+    from babelscope.progress import warn
 
     settings = settings or ProbeSettings()
     data_dir, out_dir = Path(data_dir), Path(out_dir)
@@ -146,55 +202,28 @@ def run_probe(
     corpus = load_corpus(data_dir, languages=settings.languages)
     languages = list(settings.languages) if settings.languages else sorted(corpus["lang"].unique())
     chosen = select_sentences(corpus, languages, settings.sentences_per_language)
-    texts = chosen["text"].tolist()
-    text_lang = chosen["lang"].to_numpy()
     dhash = data_hash(data_dir)
     key = settings_hash(
         {"settings": settings.result_key(), "data_hash": dhash, "ids": chosen["id"].tolist()}
     )
     results = out_dir / "results"
     partial = results / PARTIAL_DIR
-
+    job = ProbeJob(partial, chosen["text"].tolist(), chosen["lang"].to_numpy(), settings, key,
+                   device, dtype)  # fmt: skip
+    ckpts = series.checkpoints
+    done = serial_or(executor).map(probe_step, ckpts, job, desc=f"probe: {len(ckpts)} checkpoints")
+    report_steps("probe", ckpts, done)
     frames: list[pd.DataFrame] = []
     fingerprints: dict[int, str] = {}
-    reused: list[int] = []
-    timings: list[float] = []
-    for ckpt in track(series.checkpoints, f"probe: {len(series.checkpoints)} checkpoints"):
-        # The weights' files and the dtype: new weights at the same path are new results.
-        # (through JSON, as it is stored: tuples come back as lists)
-        identity = json.loads(json.dumps({**checkpoint_signature(ckpt), "dtype": dtype}))
-        path = partial / f"step-{ckpt.step}.parquet"
-        hit = _read_partial(path, key, identity)
-        if hit is not None:
-            frames.append(hit[0])
-            fingerprints[ckpt.step] = hit[1]
-            reused.append(ckpt.step)
-            continue
-        t0 = time.perf_counter()
-        loaded = load_checkpoint(ckpt, dtype=dtype, device=device)
-        layers = check_layers(settings.layers, _n_residual_layers(loaded.model))
-        arrays, row_lang, row_sid, types = _activations(
-            loaded.model, loaded.tokenizer, texts, text_lang, layers, settings
-        )
-        del loaded.model  # free the weights before the probes fork their workers
-        df = probe_layers(arrays, row_lang, row_sid, settings, token_types=types)
-        df.insert(0, "step", int(ckpt.step))
-        conf_rows = _confusion_rows(df, sorted(set(row_lang)))
-        df = df[RESULT_COLUMNS]
-        write_parquet_atomic(conf_rows, partial / f"step-{ckpt.step}.confusion.parquet",
-                             metadata={"key": key, "checkpoint": identity})  # fmt: skip
-        write_parquet_atomic(
-            df,
-            path,
-            metadata={"key": key, "checkpoint": identity, "fingerprint": loaded.fingerprint},
-        )
-        frames.append(df)
-        fingerprints[ckpt.step] = loaded.fingerprint
-        timings.append(time.perf_counter() - t0)
-    if reused:
-        info(f"probe: reused finished results for step(s) {', '.join(map(str, reused))}")
-    if timings:
-        info(f"probe: {sum(timings) / len(timings):.1f} s per checkpoint")
+    for ckpt, d in zip(ckpts, done, strict=True):
+        hit = _read_partial(d.path, key, _identity(ckpt, dtype))
+        if hit is None:
+            raise BabelscopeError(
+                f"probe: the results of step {ckpt.step} at {d.path} are gone or changed while "
+                "the stage ran (another process writing this run?): run again"
+            )
+        frames.append(hit[0])
+        fingerprints[ckpt.step] = hit[1]
 
     combined = pd.concat(frames, ignore_index=True).sort_values(
         ["step", "layer", "seed"], ignore_index=True
@@ -224,7 +253,7 @@ def run_probe(
     )  # fmt: skip
     conf = [
         pd.read_parquet(partial / f"step-{c.step}.confusion.parquet")
-        for c in series.checkpoints
+        for c in ckpts
         if (partial / f"step-{c.step}.confusion.parquet").exists()
     ]
     if conf:

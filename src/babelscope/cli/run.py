@@ -22,6 +22,12 @@ def register(app: typer.Typer) -> None:
         wait: bool = typer.Option(
             False, "--wait", help="If another run holds the run directory, wait for it to end."
         ),
+        engine: str = typer.Option(
+            None, help="serial (default) or ray: checkpoints as Ray tasks (docs/cluster.md)."
+        ),
+        address: str = typer.Option(
+            None, help="Ray cluster to join with --engine ray, e.g. auto (default: start one)."
+        ),
     ) -> None:
         """Run the study end to end: data, pre-training, inspection, probes, experts,
         alignment, steering, report. Each stage is cached and resumes after an interruption."""
@@ -33,6 +39,8 @@ def register(app: typer.Typer) -> None:
             overrides["name"] = name
         if out:
             overrides["out"] = str(out)
+        if engine or address:
+            overrides["run"] = {k: v for k, v in (("engine", engine), ("address", address)) if v}
         cfg = load_config(config, overrides=overrides)
         chosen = [s.strip() for s in stages.split(",") if s.strip()] if stages else None
         run = run_study(cfg, stages=chosen, force=force, wait=wait)

@@ -116,17 +116,23 @@ class RayExecutor(Executor):
         refs = [task.remote(item, ref) for item in items]
         index = {r: i for i, r in enumerate(refs)}
         out: list[Any] = [None] * len(items)
-        pending = list(refs)
+        pending, failed = list(refs), None
         try:
             for _ in track(range(len(refs)), f"{desc} [ray: {self._shape()}]"):
                 done, pending = ray.wait(pending, num_returns=1)
                 i = index[done[0]]
-                out[i] = self._get(done[0], items[i], desc)
+                try:
+                    out[i] = self._get(done[0], items[i], desc)
+                except Exception as e:  # noqa: BLE001 - raised below, once the rest is done
+                    # The other checkpoints go on: what they write is kept for the rerun.
+                    failed = failed or e
         except BaseException:
-            # An error or Ctrl-C: stop the rest. What finished is written and kept.
+            # Ctrl-C: stop the rest. What finished is written and kept.
             for r in pending:
                 ray.cancel(r, force=True)
             raise
+        if failed is not None:
+            raise failed
         return out
 
     def _shape(self) -> str:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from babelscope.errors import BabelscopeError
+from babelscope.executor.base import Executor, StepDone, report_steps, serial_or
 
 if TYPE_CHECKING:
     from babelscope.checkpoints.series import CheckpointSeries
@@ -223,6 +225,82 @@ def _read_partial(paths: tuple[Path, Path], key: str, identity: dict[str, Any]):
     return pd.read_parquet(paths[0]), pd.read_parquet(paths[1]), str(metas[0].get("fingerprint"))
 
 
+@dataclass
+class SimilarityJob:
+    """What every checkpoint's measures need: sent to a worker once."""
+
+    partial: Path  # results/.similarity of the run
+    items: pd.DataFrame
+    settings: SimilaritySettings
+    pairings: np.ndarray
+    token_texts: dict[str, list[str]] | None  # the text that classes tokens (lens only)
+    key: str
+    device: str
+    dtype: str
+
+
+# Token classes per (settings key, tokenizer, vocabulary): a series has one tokenizer, so a
+# process computes them once, not once per checkpoint.
+_CLASSES: dict[tuple[str, str, int], Any] = {}
+
+
+def _token_classes(loaded: Any, job: SimilarityJob) -> Any:
+    from babelscope.analysis.representations.logit_lens import token_languages
+    from babelscope.io import sha256_bytes
+
+    tok = loaded.tokenizer
+    backend = getattr(tok, "backend_tokenizer", None)  # fast tokenizers: vocabulary and merges
+    spec = backend.to_str() if backend is not None else json.dumps(sorted(tok.get_vocab().items()))
+    vocab = int(loaded.model.get_output_embeddings().weight.shape[0])
+    cache = (job.key, sha256_bytes(spec.encode()), vocab)
+    if cache not in _CLASSES:
+        s = job.settings
+        _CLASSES[cache] = token_languages(
+            tok, job.token_texts, vocab, min_count=s.token_min_count, dominance=s.token_dominance
+        )
+    return _CLASSES[cache]
+
+
+def _paths(job: SimilarityJob, step: int) -> tuple[Path, Path]:
+    return job.partial / f"step-{step}.parquet", job.partial / f"step-{step}.lens.parquet"
+
+
+def _identity(ckpt: Any, dtype: str) -> dict[str, Any]:
+    from babelscope.checkpoints.series import checkpoint_signature
+
+    return json.loads(json.dumps({**checkpoint_signature(ckpt), "dtype": dtype}))
+
+
+def similarity_step(ckpt: Any, job: SimilarityJob) -> StepDone:
+    """Every measure of one checkpoint, written atomically under ``results/.similarity/``
+    (a step already there for the same settings, data and weights is kept). The
+    executor's unit of work; runs wherever the executor sends it."""
+    from babelscope.checkpoints.series import load_checkpoint
+    from babelscope.io import write_parquet_atomic
+
+    identity = _identity(ckpt, job.dtype)
+    paths = _paths(job, ckpt.step)
+    if _read_partial(paths, job.key, identity) is not None:
+        return StepDone(paths[0])
+    t0 = time.perf_counter()
+    loaded = load_checkpoint(ckpt, dtype=job.dtype, device=job.device)
+    classes = _token_classes(loaded, job) if job.settings.lens else None
+    df, lens = measure_checkpoint(
+        loaded.model, loaded.tokenizer, job.items, job.settings, classes, job.pairings, ckpt.step
+    )
+    meta = {"key": job.key, "checkpoint": identity, "fingerprint": loaded.fingerprint,
+            "tokens_per_class": _tokens_per_class(classes)}  # fmt: skip
+    write_parquet_atomic(lens, paths[1], metadata=meta)
+    write_parquet_atomic(df, paths[0], metadata=meta)  # last: its presence marks the step done
+    return StepDone(paths[0], time.perf_counter() - t0)
+
+
+def _tokens_per_class(classes: Any) -> dict[str, int] | None:
+    if classes is None:
+        return None
+    return {lang: int((classes.label == i).sum()) for i, lang in enumerate(classes.classes)}
+
+
 def run_similarity(
     series: CheckpointSeries,
     data_dir: str | Path,
@@ -231,18 +309,17 @@ def run_similarity(
     *,
     device: str = "cpu",
     dtype: str = "fp32",
+    executor: Executor | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """All representation measures for every checkpoint; writes ``out_dir/results/similarity*.parquet``.
 
+    One :func:`similarity_step` per checkpoint, run by ``executor`` (serial by default).
     Resumable per checkpoint (a saved step is reused for the same settings, data and
     weights). Returns the result table and the lens matrix.
     """
-    from babelscope.analysis.representations.logit_lens import token_languages
     from babelscope.analysis.representations.retrieval import random_pairings
-    from babelscope.checkpoints.series import checkpoint_signature, load_checkpoint
     from babelscope.corpora.corpus import data_hash, load_corpus
-    from babelscope.io import provenance, settings_hash, write_parquet_atomic
-    from babelscope.progress import info, track
+    from babelscope.io import provenance, read_parquet_metadata, settings_hash, write_parquet_atomic
 
     settings = settings or SimilaritySettings()
     data_dir, out_dir = Path(data_dir), Path(out_dir)
@@ -266,47 +343,29 @@ def run_similarity(
     )
     n_pairs = len(languages) * (len(languages) - 1)
     pairings = random_pairings(settings.n_permutations, n_pairs, len(items), settings.seed)
-    partial = out_dir / "results" / PARTIAL_DIR
-    frames, lens_frames, fingerprints, reused, timings = [], [], {}, [], []
-    classes = None
-    for ckpt in track(series.checkpoints, f"similarity: {len(series.checkpoints)} checkpoints"):
-        identity = json.loads(json.dumps({**checkpoint_signature(ckpt), "dtype": dtype}))
-        paths = (partial / f"step-{ckpt.step}.parquet", partial / f"step-{ckpt.step}.lens.parquet")
-        hit = _read_partial(paths, key, identity)
-        if hit is not None:
-            frames.append(hit[0]), lens_frames.append(hit[1])
-            fingerprints[ckpt.step] = hit[2]
-            reused.append(ckpt.step)
-            continue
-        t0 = time.perf_counter()
-        loaded = load_checkpoint(ckpt, dtype=dtype, device=device)
-        if settings.lens and classes is None:
-            vocab = loaded.model.get_output_embeddings().weight.shape[0]
-            texts = _token_texts(corpus, languages, settings.token_text_chars)
-            classes = token_languages(
-                loaded.tokenizer, texts, vocab,
-                min_count=settings.token_min_count, dominance=settings.token_dominance,
-            )  # fmt: skip
-        df, lens = measure_checkpoint(
-            loaded.model, loaded.tokenizer, items, settings, classes, pairings, ckpt.step
-        )
-        meta = {"key": key, "checkpoint": identity, "fingerprint": loaded.fingerprint}
-        write_parquet_atomic(df, paths[0], metadata=meta)
-        write_parquet_atomic(lens, paths[1], metadata=meta)
-        frames.append(df), lens_frames.append(lens)
-        fingerprints[ckpt.step] = loaded.fingerprint
-        timings.append(time.perf_counter() - t0)
-    if reused:
-        info(f"similarity: reused finished results for step(s) {', '.join(map(str, reused))}")
-    if timings:
-        info(f"similarity: {sum(timings) / len(timings):.1f} s per checkpoint")
+    token_texts = (
+        _token_texts(corpus, languages, settings.token_text_chars) if settings.lens else None
+    )
+    job = SimilarityJob(out_dir / "results" / PARTIAL_DIR, items, settings, pairings, token_texts,
+                        key, device, dtype)  # fmt: skip
+    ckpts = series.checkpoints
+    done = serial_or(executor).map(
+        similarity_step, ckpts, job, desc=f"similarity: {len(ckpts)} checkpoints"
+    )
+    report_steps("similarity", ckpts, done)
+    frames, lens_frames, fingerprints = [], [], {}
+    for ckpt in ckpts:
+        hit = _read_partial(_paths(job, ckpt.step), key, _identity(ckpt, dtype))
+        if hit is None:
+            raise BabelscopeError(
+                f"similarity: the results of step {ckpt.step} are gone or changed while the "
+                "stage ran (another process writing this run?): run again"
+            )
+        frames.append(hit[0]), lens_frames.append(hit[1])
+        fingerprints[ckpt.step] = hit[2]
     combined = pd.concat(frames, ignore_index=True).sort_values(["step", "layer", "measure"], ignore_index=True)  # fmt: skip
     lens_all = pd.concat(lens_frames, ignore_index=True)
-    token_info = (
-        {lang: int((classes.label == i).sum()) for i, lang in enumerate(classes.classes)}
-        if classes is not None
-        else None
-    )
+    token_info = read_parquet_metadata(_paths(job, ckpts[0].step)[0]).get("tokens_per_class")
     meta = provenance(
         "similarity", series=series.name, fingerprints=fingerprints, data_hash=dhash,
         settings=settings.model_dump(mode="json"), languages=languages, items=list(items.index),

@@ -10,6 +10,8 @@ One row per output in ``results/steering.parquet``.
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ from babelscope.analysis.steering.conditions import (
 from babelscope.analysis.steering.sampling import sample_tokens, start_ids, token_losses
 from babelscope.analysis.steering.settings import CONDITION_LABELS, RESULT_FILE, SteerSettings
 from babelscope.errors import BabelscopeError
+from babelscope.executor.base import Executor, StepDone, report_steps, serial_or
 
 COLUMNS = [
     "step", "concept", "source_lang", "condition", "forced_from", "k", "draw", "statistic",
@@ -250,6 +253,70 @@ def _measure(
     return scores, values
 
 
+@dataclass
+class SteerItem:
+    """One checkpoint to steer: its concepts (those with experts there) and partners."""
+
+    ckpt: Any
+    concepts: list[str]
+    partners: dict[str, str | None]
+    present: set[tuple[str, str]]  # (concept, lang) pairs with experts at this step
+
+    @property
+    def step(self) -> int:
+        return int(self.ckpt.step)
+
+
+@dataclass
+class SteerJob:
+    """What every steered checkpoint needs (sent to a worker once)."""
+
+    out_dir: Path
+    data_dir: Path
+    settings: SteerSettings
+    kind: str
+    lexicon: Any
+    judge: Any
+    key_parts: dict[str, Any]  # experts, lexicon and data hashes: in every step's key
+    device: str
+    dtype: str
+
+
+def steer_step(item: SteerItem, job: SteerJob) -> StepDone:
+    """Steer one checkpoint: its rows in ``cache/steering/<key>/step-N.parquet``, written
+    atomically (kept when already there: the key holds the weights' fingerprint, the
+    settings, experts, lexicon and data). The executor's unit of work."""
+    from babelscope.checkpoints.series import load_checkpoint
+    from babelscope.io import settings_hash, write_parquet_atomic
+
+    step, settings = item.step, job.settings
+    loaded = load_checkpoint(item.ckpt, dtype=job.dtype, device=job.device)
+    key = settings_hash(
+        {"settings": settings.model_dump(mode="json", exclude=_NOT_IN_KEY),
+         "fp": loaded.fingerprint, **job.key_parts, "concepts": item.concepts,
+         "partners": item.partners, "step": step}
+    )  # fmt: skip
+    part_path = job.out_dir / "cache" / "steering" / key / f"step-{step}.parquet"
+    if part_path.exists():
+        return StepDone(part_path, None, loaded.fingerprint)
+    t0 = time.perf_counter()
+    scores, values = _measure(
+        loaded, job.out_dir, job.data_dir, step, settings, item.concepts, item.partners,
+        item.present, job.kind,
+    )  # fmt: skip
+    rows = steer_checkpoint(
+        loaded.model, loaded.tokenizer, settings, step=step, concepts=item.concepts,
+        partners=item.partners, scores=scores, values=values, lexicon=job.lexicon,
+        judge=job.judge, kind=job.kind, save_dir=job.out_dir / "results" / "interventions",
+    )  # fmt: skip
+    write_parquet_atomic(pd.DataFrame(rows, columns=COLUMNS), part_path)
+    fingerprint = loaded.fingerprint
+    del loaded
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return StepDone(part_path, time.perf_counter() - t0, fingerprint)
+
+
 def run_steering(
     series: Any,
     data_dir: str | Path | None,
@@ -259,21 +326,23 @@ def run_steering(
     device: str = "cpu",
     dtype: str = "fp32",
     lexicon: Any | None = None,
+    executor: Executor | None = None,
 ) -> pd.DataFrame:
     """Steer every chosen checkpoint and concept; write ``out_dir/results/steering.parquet``.
 
     ``series`` is a ``CheckpointSeries`` or anything ``resolve_series`` accepts. Experts
     are read from ``out_dir/results/experts.parquet`` and its shards; the sentences the
-    forcing values are measured on from ``data_dir``. Finished checkpoints are kept under
-    ``out_dir/cache/steering/<key>/``, so an interrupted run resumes.
+    forcing values are measured on from ``data_dir``. One :func:`steer_step` per
+    checkpoint, run by ``executor`` (serial by default); finished checkpoints are kept
+    under ``out_dir/cache/steering/<key>/``, so an interrupted run resumes.
     """
     from babelscope.analysis.langid import LanguageJudge
     from babelscope.analysis.steering.concepts import choose_concepts, experts_index
-    from babelscope.checkpoints.series import load_checkpoint, resolve_series
+    from babelscope.checkpoints.series import resolve_series
     from babelscope.concepts.lexicon import ConceptLexicon
     from babelscope.corpora.corpus import data_hash
     from babelscope.io import provenance, settings_hash, sha256_file, write_parquet_atomic
-    from babelscope.progress import info, track
+    from babelscope.progress import info
 
     settings = settings or SteerSettings()
     out_dir = Path(out_dir)
@@ -292,50 +361,31 @@ def run_steering(
     data_dir = Path(data_dir)
     data_h = data_hash(data_dir)
     lexicon = lexicon or ConceptLexicon.load()
-    lexicon_hash = settings_hash(getattr(lexicon, "table", None))
-    judge = LanguageJudge(min_confidence=settings.min_confidence)
     experts_hash = sha256_file(out_dir / "results" / "experts.parquet")
-    inter_dir = out_dir / "results" / "interventions"
-    inter_dir.mkdir(parents=True, exist_ok=True)
-
-    parts: list[pd.DataFrame] = []
-    fingerprints: dict[int, str] = {}
-    for ckpt in track(ckpts, f"steering ({len(concepts)} concept(s), {settings.seeds} seeds)"):
-        step = int(ckpt.step)
-        at = index[index["step"] == step]
+    (out_dir / "results" / "interventions").mkdir(parents=True, exist_ok=True)
+    job = SteerJob(
+        out_dir, data_dir, settings, kind, lexicon, LanguageJudge(min_confidence=settings.min_confidence),
+        {"experts": experts_hash, "lexicon": settings_hash(getattr(lexicon, "table", None)),
+         "data": data_h}, device, dtype,
+    )  # fmt: skip
+    items: list[SteerItem] = []
+    src = settings.source_lang
+    for ckpt in ckpts:
+        at = index[index["step"] == int(ckpt.step)]
         present = set(zip(at["concept"], at["lang"], strict=True))
-        todo = [c for c in concepts if (c, settings.source_lang) in present]
+        todo = [c for c in concepts if (c, src) in present]
         if not todo:
-            info(f"steering: no experts for step {step} in '{settings.source_lang}': skipped")
+            info(f"steering: no experts for step {ckpt.step} in '{src}': skipped")
             continue
-        mine = {
-            c: p for c, p in partners.items() if c in todo and (p, settings.source_lang) in present
-        }
-        loaded = load_checkpoint(ckpt, dtype=dtype, device=device)
-        fingerprints[step] = loaded.fingerprint
-        key = settings_hash(
-            {"settings": settings.model_dump(mode="json", exclude=_NOT_IN_KEY),
-             "fp": loaded.fingerprint, "experts": experts_hash, "lexicon": lexicon_hash,
-             "data": data_h, "concepts": todo, "partners": mine, "step": step}
-        )  # fmt: skip
-        part_path = out_dir / "cache" / "steering" / key / f"step-{step}.parquet"
-        if part_path.exists():
-            part = pd.read_parquet(part_path)
-        else:
-            scores, values = _measure(
-                loaded, out_dir, data_dir, step, settings, todo, mine, present, kind
-            )
-            rows = steer_checkpoint(
-                loaded.model, loaded.tokenizer, settings, step=step, concepts=todo,
-                partners=mine, scores=scores, values=values, lexicon=lexicon, judge=judge,
-                kind=kind, save_dir=inter_dir,
-            )  # fmt: skip
-            part = pd.DataFrame(rows, columns=COLUMNS)
-            write_parquet_atomic(part, part_path)
-        parts.append(part)
-        del loaded
-        if str(device).startswith("cuda"):
-            torch.cuda.empty_cache()
+        mine = {c: p for c, p in partners.items() if c in todo and (p, src) in present}
+        items.append(SteerItem(ckpt, todo, mine, present))
+    done = serial_or(executor).map(
+        steer_step, items, job,
+        desc=f"steering ({len(concepts)} concept(s), {settings.seeds} seeds)",
+    )  # fmt: skip
+    report_steps("steering", items, done)
+    fingerprints = {item.step: d.fingerprint for item, d in zip(items, done, strict=True)}
+    parts = [pd.read_parquet(d.path) for d in done]
     df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)
     df = df[COLUMNS].astype({"step": "int64", "seed": "int64", "k": "int64", "draw": "int64",
                              "n_tokens": "int64", "concept_hit": "bool", "hit_source": "bool",
