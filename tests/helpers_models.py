@@ -72,3 +72,31 @@ def tiny_family_model(family: str, vocab_size: int = 300, seed: int = 0):
     torch.manual_seed(seed)
     model = tf.AutoModelForCausalLM.from_config(family_config(family, vocab_size))
     return model.eval()
+
+
+def bypass(monkeypatch, block_cls: type, name: str) -> None:
+    """Make every ``block_cls`` compute its linear submodule ``name`` *without calling it*
+    (``F.linear`` on its weight, as BLOOM with ``pretraining_tp > 1`` and ``slow_but_exact``
+    does): the numbers stay the same, but hooks on that module never run."""
+    import torch
+    import torch.nn.functional as F
+
+    class Direct(torch.nn.Module):
+        def __init__(self, real: torch.nn.Module) -> None:
+            super().__init__()
+            object.__setattr__(self, "real", real)  # not a submodule: no hooks of its own
+
+        def forward(self, x):
+            return F.linear(x, self.real.weight, self.real.bias)
+
+    original = block_cls.forward
+
+    def forward(self, *args, **kwargs):
+        real = self._modules[name]
+        self._modules[name] = Direct(real)
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            self._modules[name] = real
+
+    monkeypatch.setattr(block_cls, "forward", forward)

@@ -63,3 +63,37 @@ def test_gpt2_default_inner_width_is_four_times_hidden():
         tf.GPT2Config(vocab_size=50, n_positions=16, n_embd=16, n_layer=1, n_head=2)
     )
     assert family_of(model).intermediate_size(model.config) == 64
+
+
+def test_known_bypass_configurations_are_refused_up_front(monkeypatch):
+    from babelscope.activations.families import bypass_hint, check_not_bypassed
+
+    names = ["model.layers.0.mlp.down_proj", "model.layers.0.mlp.up_proj"]
+    llama = tiny_family_model("llama")
+    spec = family_of(llama)
+    check_not_bypassed(llama, spec, names)  # pretraining_tp = 1: nothing to refuse
+    llama.config.pretraining_tp = 4
+    # Current transformers' LlamaMLP no longer slices its weights: still hookable, but the
+    # hint for a hook that does not run names the setting.
+    check_not_bypassed(llama, spec, names)
+    assert "pretraining_tp = 4" in bypass_hint(llama, spec)
+    # An installed LlamaMLP whose forward reads pretraining_tp (older transformers) is refused.
+    mlp_cls = type(llama.model.layers[0].mlp)
+    original = mlp_cls.forward
+
+    def forward(self, x):  # stands for the old code: `if self.config.pretraining_tp > 1: ...`
+        return original(self, x) if self.config.pretraining_tp else x
+
+    monkeypatch.setattr(mlp_cls, "forward", forward)
+    with pytest.raises(BabelscopeError, match=r"cannot hook model\.layers\.0\.mlp\.down_proj "
+                       r"\(and 1 more\).*Llama with pretraining_tp > 1.*pretraining_tp=1"):  # fmt: skip
+        check_not_bypassed(llama, spec, names)
+    check_not_bypassed(llama, spec, ["model.layers.0.input_layernorm"])  # not a bypassed module
+    # BLOOM: tensor-parallel slicing only with slow_but_exact
+    bloom = tiny_family_model("bloom")
+    bloom.config.pretraining_tp = 2
+    dense = ["transformer.h.1.mlp.dense_4h_to_h"]
+    check_not_bypassed(bloom, family_of(bloom), dense)
+    bloom.config.slow_but_exact = True
+    with pytest.raises(BabelscopeError, match="slow_but_exact=False / pretraining_tp=1"):
+        check_not_bypassed(bloom, family_of(bloom), dense)

@@ -264,3 +264,27 @@ def test_add_mode_shifts_units_by_their_value(tiny, tmp_path):
     assert again.mode == "add" and again.units == shift.units
     with pytest.raises(BabelscopeError, match="unknown forcing mode"):
         Intervention([(0, 1, 1.0)], mode="mul")
+
+
+def test_forcing_a_module_the_model_never_calls_is_an_error(monkeypatch):
+    """A model whose MLP bypasses the forced module: forcing would change nothing."""
+    from transformers.models.xglm.modeling_xglm import XGLMDecoderLayer
+
+    from helpers_models import bypass, tiny_family_model
+
+    model = tiny_family_model("xglm")
+    ids = torch.randint(3, 300, (2, 5), generator=torch.Generator().manual_seed(0))
+    iv = Intervention([(1, 3, 50.0), (2, 0, 50.0)], kind="mlp")
+    with torch.no_grad():
+        base = model(input_ids=ids).logits
+        with iv.attach(model) as h:
+            assert not torch.allclose(model(input_ids=ids).logits, base)
+        assert h.passes == 1 and h.calls.counts == [1, 1]
+        bypass(monkeypatch, XGLMDecoderLayer, "fc2")
+        msg = r"model\.layers\.1\.fc2 was never called during the forward pass \(and 1 more"
+        with pytest.raises(BabelscopeError, match=msg), iv.attach(model):
+            torch.testing.assert_close(model(input_ids=ids).logits, base)  # nothing forced
+        assert not any(m._forward_pre_hooks or m._forward_hooks for m in model.modules())
+        iv.attach(model).remove()  # attached and removed without a forward pass: no error
+        with pytest.raises(KeyError), iv.attach(model):  # an error inside is not masked
+            raise KeyError("mine")

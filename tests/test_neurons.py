@@ -117,3 +117,127 @@ def test_edit_of_a_keyword_input_and_of_a_model_output():
             assert not torch.allclose(model(input_ids=ids).logits, base)
         with edited(res[-1], lambda v: v * 0):  # the base model's output feeds the LM head
             torch.testing.assert_close(model(input_ids=ids).logits, torch.zeros_like(base))
+
+
+# ---- hooks that must run ---------------------------------------------------------------
+
+
+def _bypassed_xglm(monkeypatch):
+    from transformers.models.xglm.modeling_xglm import XGLMDecoderLayer
+
+    from helpers_models import bypass
+
+    model = tiny_family_model("xglm")
+    ids, _ = _inputs()
+    with torch.no_grad():
+        base = model(input_ids=ids).logits
+    bypass(monkeypatch, XGLMDecoderLayer, "fc2")
+    with torch.no_grad():  # the bypass changes no number: only the hooks see a difference
+        torch.testing.assert_close(model(input_ids=ids).logits, base)
+    return model, ids
+
+
+def test_a_point_never_called_is_an_error_not_zeros(monkeypatch):
+    model, ids = _bypassed_xglm(monkeypatch)
+    points = hook_points(model, "mlp")
+    msg = r"hook point model\.layers\.0\.fc2 was never called.*\(and 2 more.*without calling the module"
+    with pytest.raises(BabelscopeError, match=msg), Recorder(points), torch.no_grad():
+        model(input_ids=ids)
+    assert not points[0].module._forward_pre_hooks  # hooks removed all the same
+    # the counts behind it: the bypassed points ran 0 times, the others once per pass
+    both = points + hook_points(model, "mlp_pre")
+    with hooked(both, lambda p, v: None, require=False) as calls, torch.no_grad():
+        model(input_ids=ids)
+        model(input_ids=ids)
+    assert calls.counts == [0, 0, 0, 2, 2, 2]
+    assert [p.name for p in calls.missing()] == [p.name for p in points]
+    monkeypatch.undo()  # the same model, calling its modules again: no error
+    with Recorder(points) as rec, torch.no_grad():
+        model(input_ids=ids)
+    assert rec.values[0].abs().sum() > 0
+
+
+def test_an_error_inside_the_block_is_not_masked(monkeypatch):
+    model, ids = _bypassed_xglm(monkeypatch)
+    with (
+        pytest.raises(KeyError, match="mine"),
+        hooked(hook_points(model, "mlp"), lambda p, v: None),
+    ):
+        raise KeyError("mine")
+
+
+def test_llama_mlp_computing_down_proj_with_f_linear(monkeypatch):
+    """The brief's case: an MLP forward that uses the down projection's weight directly."""
+    import torch.nn.functional as F
+    from transformers.models.llama.modeling_llama import LlamaMLP
+
+    from babelscope.activations.extract import extract_pooled
+    from helpers import make_tokenizer
+
+    def forward(self, x):
+        return F.linear(self.act_fn(self.gate_proj(x)) * self.up_proj(x), self.down_proj.weight)
+
+    model = tiny_family_model("llama")
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        tok = make_tokenizer(Path(d))
+    texts = ["The water is cold.", "Das Wasser ist kalt."]
+    good = extract_pooled(model, tok, texts, kind="mlp")
+    assert all(np.abs(good.get(layer)).sum() > 0 for layer in good.layers)
+    monkeypatch.setattr(LlamaMLP, "forward", forward)
+    with pytest.raises(BabelscopeError, match=r"model\.layers\.0\.mlp\.down_proj was never called"):
+        extract_pooled(model, tok, texts, kind="mlp")
+    assert extract_pooled(model, tok, texts, kind="mlp_pre").get(0).any()  # up_proj still runs
+
+
+def test_bloom_slow_but_exact_refused_up_front_and_caught_at_run_time(monkeypatch):
+    import transformers as tf
+
+    from babelscope.activations import families
+    from helpers_models import family_config
+
+    def bloom(slow_but_exact: bool):
+        cfg = family_config("bloom")
+        cfg.pretraining_tp, cfg.slow_but_exact = 2, slow_but_exact
+        torch.manual_seed(0)
+        return tf.AutoModelForCausalLM.from_config(cfg).eval()
+
+    model = bloom(True)
+    with pytest.raises(BabelscopeError, match=r"cannot hook transformer\.h\.0\.mlp\.dense_4h_to_h"
+                       r".*BLOOM with pretraining_tp > 1 and slow_but_exact=True.*slow_but_exact=False"):  # fmt: skip
+        hook_points(model, "mlp")
+    assert len(hook_points(model, "mlp_pre")) == LAYERS  # dense_h_to_4h is still called
+    # Without the table's knowledge, the call count catches the real BLOOM code path.
+    spec = families.FAMILIES["bloom"]
+    monkeypatch.setitem(families.FAMILIES, "bloom", families.FamilySpec(
+        **{**spec.__dict__, "bypass": None}))  # fmt: skip
+    ids, _ = _inputs()
+    msg = r"transformer\.h\.0\.mlp\.dense_4h_to_h was never called.*pretraining_tp = 2"
+    with pytest.raises(BabelscopeError, match=msg), Recorder(hook_points(model, "mlp")):
+        model(input_ids=ids)
+    fixed = bloom(False)  # the documented fix: same weights, the modules are called
+    with Recorder(hook_points(fixed, "mlp")), torch.no_grad():
+        torch.testing.assert_close(fixed(input_ids=ids).logits, model(input_ids=ids).logits)
+
+
+def test_bypassed_extraction_writes_no_cache_and_no_experts_shard(tmp_path, monkeypatch):
+    from babelscope.activations.cache import cached_pooled
+    from babelscope.analysis.experts import ExpertSettings, run_experts
+    from babelscope.checkpoints.series import load_checkpoint, resolve_series
+    from helpers import make_tiny_series
+    from test_experts import _data_dir
+
+    series = resolve_series(str(make_tiny_series(tmp_path / "series", steps=(0,))))
+    data = _data_dir(tmp_path)
+    _bypassed_xglm(monkeypatch)
+    loaded = load_checkpoint(series.get(0))
+    with pytest.raises(BabelscopeError, match=r"model\.layers\.0\.fc2 was never called"):
+        cached_pooled(loaded, ["the water", "la música"], data_key="k", cache_dir=tmp_path / "c1")
+    assert not [p for p in (tmp_path / "c1").rglob("*") if p.is_file()]
+    out = tmp_path / "run"
+    with pytest.raises(BabelscopeError, match=r"model\.layers\.0\.fc2 was never called"):
+        run_experts(series, data, out, ExpertSettings(min_positives=1), cache_dir=tmp_path / "c2")
+    assert not [p for p in (tmp_path / "c2").rglob("*") if p.is_file()]
+    assert not list(out.rglob("*.npz")) and not (out / "results" / "experts.parquet").exists()

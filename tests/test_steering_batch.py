@@ -52,3 +52,21 @@ def test_batch_of_the_wrong_size_is_refused(tiny):
     iv = Intervention([(0, 1, 1.0)], mode="add")
     with RowInterventions([iv]).attach(model, [0, 0]), pytest.raises(RuntimeError, match="planned"):
         sample_tokens(model, start_ids(tok), range(3), max_new_tokens=2)
+
+
+def test_batched_forcing_of_a_bypassed_module_is_an_error(monkeypatch):
+    from transformers.models.xglm.modeling_xglm import XGLMDecoderLayer
+
+    from babelscope.errors import BabelscopeError
+    from helpers_models import bypass, tiny_family_model
+
+    model = tiny_family_model("xglm")
+    forced = Intervention([(0, 1, 9.0)], kind="mlp")
+    with RowInterventions([forced, None]).attach(model, [0, 1]) as h:
+        sample_tokens(model, [0, 5], [1, 2], max_new_tokens=3)
+    assert h.passes == 3 and h.calls.counts == [3]  # one call per decoding step
+    bypass(monkeypatch, XGLMDecoderLayer, "fc2")
+    rows = RowInterventions([forced, None])
+    with pytest.raises(BabelscopeError, match=r"model\.layers\.0\.fc2 was never called"), \
+            rows.attach(model, [0, 1]):  # fmt: skip
+        sample_tokens(model, [0, 5], [1, 2], max_new_tokens=3)

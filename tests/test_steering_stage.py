@@ -32,7 +32,9 @@ def write_data(root: Path) -> Path:
              method="lexicon")
         for c, pos in POSITIVES.items() for r in corpus.itertuples()
     ]  # fmt: skip
-    write_parquet_atomic(pd.DataFrame(rows).assign(matched=True, base=True), root / "concepts.parquet")
+    write_parquet_atomic(
+        pd.DataFrame(rows).assign(matched=True, base=True), root / "concepts.parquet"
+    )
     return root
 
 
@@ -178,3 +180,24 @@ def test_cli(steered, tiny_series_dir):
     assert (run / "figures" / "steering_dose_response.png").exists()
     out = pd.read_parquet(run / "results" / "steering.parquet")
     assert sorted(out["k"].unique()) == [0, 2, 4]
+
+
+def test_a_model_that_bypasses_the_forced_module_fails_and_writes_nothing(
+    steered, tiny_series_dir, tmp_path, monkeypatch
+):
+    """Forcing units the model never computes through their module would steer nothing:
+    the stage stops with one line naming the module, and leaves no result behind."""
+    from transformers.models.xglm.modeling_xglm import XGLMDecoderLayer
+
+    from helpers_models import bypass
+
+    _, data, settings, _ = steered
+    run = tmp_path / "run"
+    write_fake_experts(run, tiny_series_dir, steps=(0,))
+    before = {p for p in run.rglob("*") if p.is_file()}
+    bypass(monkeypatch, XGLMDecoderLayer, "fc2")
+    with pytest.raises(
+        BabelscopeError, match=r"hook point model\.layers\.\d\.fc2 was never called"
+    ):
+        run_steering(tiny_series_dir, data, run, settings.model_copy(update={"steps": [0]}))
+    assert {p for p in run.rglob("*") if p.is_file()} == before  # no shard, cache, intervention

@@ -14,12 +14,29 @@ and check it with ``tests/test_families.py`` (a tiny random model of the family)
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from babelscope.errors import BabelscopeError
+
+
+@dataclass(frozen=True)
+class Bypass:
+    """A configuration under which a family computes projections *without calling* their
+    modules (``F.linear`` on weight slices), so hooks on those modules never run.
+
+    ``modules``: paths inside a block that are bypassed; ``applies(model)``: whether this
+    model is configured (and its installed modeling code written) that way; ``cause``: the
+    sentence the error gives, with the fix.
+    """
+
+    modules: tuple[str, ...]
+    applies: Callable[[torch.nn.Module], bool]
+    cause: str
 
 
 @dataclass(frozen=True)
@@ -48,6 +65,8 @@ class FamilySpec:
             model's ``get_output_embeddings()``).
         logit_softcap_field: config field of a soft cap applied to the logits
             (``cap * tanh(logits / cap)``, Gemma 2/3); ``None``: no cap.
+        bypass: a configuration under which the family skips calling some modules
+            (:class:`Bypass`); hook points on them are refused up front.
     """
 
     model_type: str
@@ -63,6 +82,7 @@ class FamilySpec:
     final_norm: str | None = None
     lm_head: str = "lm_head"
     logit_softcap_field: str | None = None
+    bypass: Bypass | None = None
 
     @property
     def base(self) -> str:
@@ -88,6 +108,36 @@ class FamilySpec:
 
 
 _GATED = dict(down_proj="mlp.down_proj", up_proj="mlp.up_proj", final_norm="model.norm")
+
+
+def _tp(model: torch.nn.Module) -> int:
+    return int(getattr(getattr(model, "config", None), "pretraining_tp", 1) or 1)
+
+
+def _reads_tp(model: torch.nn.Module, path: str) -> bool:
+    """Whether the installed forward of the module at ``path`` reads ``pretraining_tp``
+    (transformers dropped the weight slicing from Llama's MLP; BLOOM still has it)."""
+    try:
+        return "pretraining_tp" in inspect.getsource(type(get_module(model, path)).forward)
+    except (AttributeError, OSError, TypeError):
+        return False  # no source to read: the hook-call count catches a bypass at run time
+
+
+_BLOOM_TP = Bypass(
+    ("mlp.dense_4h_to_h", "self_attention.dense"),
+    lambda m: _tp(m) > 1 and bool(getattr(m.config, "slow_but_exact", False)),
+    "the model computes this projection without calling the module, as BLOOM with "
+    "pretraining_tp > 1 and slow_but_exact=True does; set slow_but_exact=False / "
+    "pretraining_tp=1 in its config",
+)
+_LLAMA_TP = Bypass(
+    tuple(f"mlp.{n}_proj" for n in ("gate", "up", "down"))
+    + tuple(f"self_attn.{n}_proj" for n in "qkvo"),
+    lambda m: _tp(m) > 1 and _reads_tp(m, "model.layers.0.mlp"),
+    "the model computes this projection without calling the module, as Llama with "
+    "pretraining_tp > 1 does in the transformers versions that slice its weights; set "
+    "pretraining_tp=1 in its config",
+)
 _CAP = dict(logit_softcap_field="final_logit_softcapping")
 
 #: The table. Keyed by ``config.model_type``.
@@ -97,7 +147,7 @@ FAMILIES: dict[str, FamilySpec] = {
                        final_norm="transformer.ln_f"),
     "bloom": FamilySpec("bloom", layers="transformer.h", down_proj="mlp.dense_4h_to_h",
                         up_proj="mlp.dense_h_to_4h", intermediate_field=None, layers_field="n_layer",
-                        final_norm="transformer.ln_f"),
+                        final_norm="transformer.ln_f", bypass=_BLOOM_TP),
     "xglm": FamilySpec("xglm", layers="model.layers", down_proj="fc2", up_proj="fc1",
                        hidden_field="d_model", intermediate_field="ffn_dim", layers_field="num_layers",
                        final_norm="model.layer_norm"),
@@ -106,7 +156,7 @@ FAMILIES: dict[str, FamilySpec] = {
                       final_norm="model.decoder.final_layer_norm"),
     "gpt_neox": FamilySpec("gpt_neox", layers="gpt_neox.layers", down_proj="mlp.dense_4h_to_h",
                            up_proj="mlp.dense_h_to_4h", final_norm="gpt_neox.final_layer_norm"),
-    "llama": FamilySpec("llama", layers="model.layers", **_GATED),
+    "llama": FamilySpec("llama", layers="model.layers", **_GATED, bypass=_LLAMA_TP),
     "mistral": FamilySpec("mistral", layers="model.layers", **_GATED),
     "qwen2": FamilySpec("qwen2", layers="model.layers", **_GATED),
     "qwen3": FamilySpec("qwen3", layers="model.layers", **_GATED),
@@ -158,6 +208,36 @@ def family_of(model: torch.nn.Module) -> FamilySpec:
         )
     check_widths(model, spec)
     return spec
+
+
+GENERIC_BYPASS = (
+    "the model computes this projection without calling the module (its forward uses the "
+    "weights directly, e.g. F.linear on weight slices, or a fused kernel), so its units can "
+    "be neither read nor forced"
+)
+
+
+def bypass_hint(model: torch.nn.Module, spec: FamilySpec) -> str:
+    """Why a hook point of ``model`` may never be called: the family's known bypass when
+    it applies, else the general cause (naming ``pretraining_tp`` when it is above 1)."""
+    if spec.bypass is not None and spec.bypass.applies(model):
+        return spec.bypass.cause
+    if _tp(model) > 1:
+        return (
+            f"{GENERIC_BYPASS}; its config has pretraining_tp = {_tp(model)}, which makes some "
+            "models compute projections from weight slices: try pretraining_tp=1"
+        )
+    return GENERIC_BYPASS
+
+
+def check_not_bypassed(model: torch.nn.Module, spec: FamilySpec, names: Sequence[str]) -> None:
+    """Refuse hook points (dotted module names) that ``model``'s configuration bypasses."""
+    if spec.bypass is None:
+        return
+    hit = [n for n in names if n.endswith(tuple(f".{m}" for m in spec.bypass.modules))]
+    if hit and spec.bypass.applies(model):
+        more = f" (and {len(hit) - 1} more)" if len(hit) > 1 else ""
+        raise BabelscopeError(f"cannot hook {hit[0]}{more}: {spec.bypass.cause}")
 
 
 def in_features(module: torch.nn.Module) -> int:

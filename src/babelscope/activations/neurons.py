@@ -25,6 +25,14 @@ The value at a point always has the units on its last axis; the leading axes are
 Hooking primitives in the spirit of baukit: :func:`hooked` calls a function on the values
 at some points (and replaces them when it returns a tensor); :class:`Recorder` keeps the
 latest value of each point. Both remove their hooks on exit, also on error.
+
+**A hook that never runs is an error, not zeros.** Some models compute a projection
+without calling its module (BLOOM with ``pretraining_tp > 1`` and ``slow_but_exact``:
+``F.linear`` on weight slices), so a hook on it never runs: extraction would return zeros
+and forcing would force nothing, silently. Every hook counts its calls
+(:class:`HookCalls`); a point not called while the context was open raises a one-line
+``BabelscopeError`` naming the module and the likely cause. Configurations known to do
+this are refused up front by :func:`hook_points` (the family table's ``bypass``).
 """
 
 from __future__ import annotations
@@ -38,7 +46,10 @@ import numpy as np
 import torch
 
 from babelscope.activations.families import (
+    GENERIC_BYPASS,
     FamilySpec,
+    bypass_hint,
+    check_not_bypassed,
     family_of,
     get_module,
     is_linear,
@@ -55,7 +66,8 @@ class HookPoint:
     """One place where units are read: a module, and whether its input or output.
 
     ``layer`` is the unit layer (for ``residual`` 0 is the embedding output), ``name`` the
-    dotted module path from the top model, ``width`` the number of units it holds.
+    dotted module path from the top model, ``width`` the number of units it holds;
+    ``hint`` says why its hook might never run (for the error when it does not).
     """
 
     layer: int
@@ -63,6 +75,7 @@ class HookPoint:
     module: torch.nn.Module
     width: int
     reads: Literal["input", "output"]
+    hint: str = GENERIC_BYPASS
 
 
 def check_kind(kind: str) -> None:
@@ -116,6 +129,10 @@ def hook_points(
             )
         wanted = set(layers)
         points = [p for p in points if p.layer in wanted]
+    check_not_bypassed(model, spec, [p.name for p in points])
+    hint = bypass_hint(model, spec)
+    for p in points:
+        p.hint = hint
     return points
 
 
@@ -211,20 +228,52 @@ def _input_tensor(args: tuple, kwargs: dict) -> tuple[torch.Tensor, str | int]:
 HookFn = Callable[[HookPoint, torch.Tensor], "torch.Tensor | None"]
 
 
+class HookCalls:
+    """How often the hook of each point ran: ``counts[k]`` for ``points[k]``."""
+
+    def __init__(self, points: Sequence[HookPoint]) -> None:
+        self.points = list(points)
+        self.counts = [0] * len(self.points)
+
+    def missing(self) -> list[HookPoint]:
+        """The points whose hook never ran."""
+        return [p for p, n in zip(self.points, self.counts, strict=True) if n == 0]
+
+    def check(self) -> None:
+        """Raise (one line, naming the module and the likely cause) if a point never ran."""
+        missing = self.missing()
+        if missing:
+            raise not_called_error(missing)
+
+
+def not_called_error(missing: Sequence[HookPoint]) -> BabelscopeError:
+    """The error for hook points that a forward pass never called."""
+    first = missing[0]
+    more = f" (and {len(missing) - 1} more hook point(s))" if len(missing) > 1 else ""
+    return BabelscopeError(
+        f"hook point {first.name} was never called during the forward pass{more}: {first.hint}"
+    )
+
+
 @contextlib.contextmanager
-def hooked(points: Sequence[HookPoint], fn: HookFn) -> Iterator[None]:
+def hooked(points: Sequence[HookPoint], fn: HookFn, *, require: bool = True) -> Iterator[HookCalls]:
     """Call ``fn(point, value)`` on the value at every point during each forward pass.
 
     If ``fn`` returns a tensor it replaces the value (an edit: the model computes on with
     it); ``None`` leaves it unchanged (a read). Hooks are removed on exit, also on error —
-    raising inside ``fn`` is a way to stop a forward pass early.
+    raising inside ``fn`` is a way to stop a forward pass early. Yields the
+    :class:`HookCalls`; with ``require`` (the default) the block must run a forward pass
+    that calls every point, and leaving it normally with a point never called raises.
     """
     handles = []
+    calls = HookCalls(points)
+    counts = calls.counts
     try:
-        for p in points:
+        for k, p in enumerate(points):
             if p.reads == "input":
 
-                def pre_hook(module, args, kwargs, _p=p):
+                def pre_hook(module, args, kwargs, _p=p, _k=k):
+                    counts[_k] += 1
                     value, where = _input_tensor(args, kwargs)
                     new = fn(_p, value)
                     if new is None:
@@ -236,15 +285,18 @@ def hooked(points: Sequence[HookPoint], fn: HookFn) -> Iterator[None]:
                 handles.append(p.module.register_forward_pre_hook(pre_hook, with_kwargs=True))
             else:
 
-                def fwd_hook(module, args, output, _p=p):
+                def fwd_hook(module, args, output, _p=p, _k=k):
+                    counts[_k] += 1
                     new = fn(_p, main_tensor(output))
                     return None if new is None else _replace_output(output, new)
 
                 handles.append(p.module.register_forward_hook(fwd_hook))
-        yield
+        yield calls
     finally:
         for h in handles:
             h.remove()
+    if require:  # reached only when the block ended without an error
+        calls.check()
 
 
 class Recorder:

@@ -10,6 +10,9 @@ per touched layer; the hook changes the units at *every* position of whatever th
 module sees. With the KV cache on, the forward passes after the prompt see only the
 newest token, so the prompt and every generated token are forced alike.
 
+The hooks themselves (and the check that each of them ran) are in
+:mod:`babelscope.analysis.intervention_hooks`.
+
 Build one from expert scores (:meth:`Intervention.from_experts`), as the random-units
 baseline (:meth:`Intervention.random_units`), or by hand.
 """
@@ -18,13 +21,14 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from babelscope.analysis.intervention_hooks import ForceHook, InterventionHandle
 from babelscope.errors import BabelscopeError
 
 FORMAT = "babelscope.intervention/1"
@@ -268,10 +272,10 @@ class Intervention:
         """Register the forcing hooks on ``model``; returns a handle (also a context
         manager) whose ``remove()`` takes them off and leaves the model as it was."""
         placed = self.placements(model)
-        handle = InterventionHandle()
+        handle = InterventionHandle(model)
         try:
             for hp, units, values in placed:
-                handle.add(hp, _ForceHook(units, values, add=self.mode == "add"))
+                handle.add(hp, ForceHook(units, values, add=self.mode == "add"))
         except BaseException:
             handle.remove()
             raise
@@ -347,83 +351,6 @@ class Intervention:
             return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise BabelscopeError(f"cannot read intervention {path}: {e}") from None
-
-
-class InterventionHandle:
-    """The hooks of one attached intervention; ``remove()`` or leave the ``with`` block."""
-
-    def __init__(self) -> None:
-        self._handles: list[Any] = []
-
-    def add(self, point: Any, hook: Any) -> None:
-        """Register ``hook`` (with ``pre``/``post`` methods) where ``point`` reads its units."""
-        if point.reads == "input":
-            self._handles.append(point.module.register_forward_pre_hook(hook.pre, with_kwargs=True))
-        else:
-            self._handles.append(point.module.register_forward_hook(hook.post))
-
-    def remove(self) -> None:
-        while self._handles:
-            self._handles.pop().remove()
-
-    @property
-    def attached(self) -> bool:
-        return bool(self._handles)
-
-    def __enter__(self) -> InterventionHandle:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.remove()
-
-
-class _ForceHook:
-    """``x[..., units] = values`` (or ``+= values`` with ``add``) on the module's input or
-    output tensor."""
-
-    def __init__(self, units: Sequence[int], values: Sequence[float], add: bool = False) -> None:
-        import torch
-
-        self.add = add
-        self._idx_cpu = torch.tensor(list(units), dtype=torch.long)
-        self._val_cpu = torch.tensor(list(values), dtype=torch.float32)
-        self._cache: dict[tuple[Any, Any], tuple[Any, Any]] = {}
-
-    def _force(self, x: Any) -> Any:
-        import torch
-
-        key = (x.device, x.dtype)
-        if key not in self._cache:  # move the indices/values once per device and dtype
-            self._cache[key] = (self._idx_cpu.to(x.device), self._val_cpu.to(x.device, x.dtype))
-        idx, val = self._cache[key]
-        # In place when nothing needs the old values (no autograd); otherwise on a copy.
-        if torch.is_grad_enabled() and x.requires_grad:
-            x = x.clone()
-        if self.add:
-            x[..., idx] += val
-        else:
-            x[..., idx] = val
-        return x
-
-    def pre(self, module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
-        if args:
-            return (self._force(args[0]), *args[1:]), kwargs
-        for name, v in kwargs.items():  # the input passed by keyword
-            if hasattr(v, "shape"):
-                return args, {**kwargs, name: self._force(v)}
-        return None
-
-    def post(self, module: Any, args: tuple, output: Any) -> Any:
-        if isinstance(output, tuple):
-            return (self._force(output[0]), *output[1:])
-        if hasattr(output, "shape"):
-            return self._force(output)
-        if hasattr(output, "last_hidden_state"):
-            output.last_hidden_state = self._force(output.last_hidden_state)
-            return output
-        raise TypeError(
-            f"cannot force the output of {type(module).__name__}: {type(output).__name__}"
-        )
 
 
 def _layers_widths(obj: Any, kind: str) -> tuple[list[int], list[int]]:

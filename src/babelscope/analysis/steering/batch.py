@@ -76,7 +76,7 @@ class RowInterventions:
                 key = (id(hp.module), hp.reads)
                 by_point.setdefault(key, (hp, {}))[1][g] = (units, values, iv.mode == "add")
         rows = torch.as_tensor(list(groups), dtype=torch.long)
-        handle = InterventionHandle()
+        handle = InterventionHandle(model)  # counts passes and calls: no silent non-forcing
         try:
             for hp, per_group in by_point.values():
                 touched = sorted({u for units, _, _ in per_group.values() for u in units})
