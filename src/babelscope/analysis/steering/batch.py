@@ -14,10 +14,11 @@ from typing import Any
 
 import torch
 
-from babelscope.analysis.intervention import Intervention, InterventionHandle
+from babelscope.analysis.intervention import Intervention
+from babelscope.analysis.intervention_hooks import ForceHook, InterventionHandle
 
 
-class _RowHook:
+class _RowHook(ForceHook):  # ForceHook's pre/post, with a forcing per row
     """Per row ``r``: ``x[r, :, u] = set[r, u]`` where set, else ``x[r, :, u] + add[r, u]``."""
 
     def __init__(
@@ -42,19 +43,6 @@ class _RowHook:
         cur = x[..., units]
         x[..., units] = torch.where(mask.view(shape), val.view(shape), cur + add.view(shape))
         return x
-
-    def pre(self, module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
-        if args:
-            return (self._force(args[0]), *args[1:]), kwargs
-        for name, v in kwargs.items():
-            if hasattr(v, "shape"):
-                return args, {**kwargs, name: self._force(v)}
-        return None
-
-    def post(self, module: Any, args: tuple, output: Any) -> Any:
-        if isinstance(output, tuple):
-            return (self._force(output[0]), *output[1:])
-        return self._force(output)
 
 
 class RowInterventions:
