@@ -108,10 +108,8 @@ def make_plan(
                 idx = np.flatnonzero(p.members[:, j] & (np.asarray(half) == h))
                 yj = y[idx, j]
                 perm = stratified_permutation(st[idx], rng, permutations)
-                per_col.append(
-                    np.stack([np.flatnonzero(yj[perm[r]]) for r in range(permutations)]).astype(np.int32)
-                    if permutations else np.zeros((0, int(yj.sum())), dtype=np.int32)
-                )  # fmt: skip
+                # every row holds the same number of positives: one nonzero over all rows
+                per_col.append(np.nonzero(yj[perm])[1].reshape(len(perm), int(yj.sum())).astype(np.int32))
             per_half.append(per_col)
         positives.append(per_half)
     return NullPlan(langs=[p.lang for p in pools], concepts=concepts, cols=cols,

@@ -71,6 +71,22 @@ SECTIONS: list[tuple[str, str, str]] = [
         "random ranking) are floors only.",
     ),
     (
+        "shortcuts",
+        "What the concept data measures: matched pools, shortcuts, lexical overlap",
+        "A concept's positives are not a random draw: most positives of password are Django UI strings, "
+        "most of rights UDHR articles. Each concept is therefore scored on a matched pool per language: "
+        "the same number of positives in every language and, in every source × length stratum, a fixed "
+        "number of negatives per positive, so a source or length detector ranks positives no better than "
+        "chance. Left: for every (concept, language) the best trivial score (length in tokens, source, "
+        "digit and punctuation share, a unit's activation at the first token; chosen on one half, AP on "
+        "the other) against the median held-out AP of the top-K experts; above the dashed line the "
+        "shortcut does as well as the experts, and a concept flagged in at least half of its languages "
+        "is left out of the alignment averages. Right: whole-model alignment at the last checkpoint on "
+        "the unmatched pools (the old scoring) and on the matched pools, each with its own permutation "
+        "null. Lexical overlap: the concept's words as the model's tokenizer splits them; alignment is "
+        "also reported over token-sharing and token-disjoint (concept, language pair) items apart.",
+    ),
+    (
         "steering",
         "Steering generation with experts (Experiment 3)",
         "The top-K experts of a concept, found on one source language, are fixed at their median "
@@ -201,6 +217,9 @@ def _summary_tables(run_dir: Path) -> dict[str, str]:
                     "pair's permutation null, beside the mean of the real language pairs</h3>"
                     + _table(ctrl.round(4), max_rows=100)
                 )
+    checks = _pool_checks(run_dir)
+    if checks:
+        out["shortcuts"] = checks
     p = res / "steering.parquet"
     if p.exists():
         df = pd.read_parquet(p)
@@ -219,6 +238,26 @@ def _summary_tables(run_dir: Path) -> dict[str, str]:
                 + _table(pt, max_rows=200)
             )
     return out
+
+
+def _pool_checks(run_dir: Path) -> str:
+    """Matching, shortcuts, lexical overlap and label precision (report/pool_checks.py)."""
+    from babelscope.report import pool_checks as pc
+
+    claims = pc.matching_claims(run_dir) + pc.shortcut_claims(run_dir) + pc.lexical_claims(run_dir)
+    parts = ["<ul>" + "".join(f"<li>{html.escape(c)}</li>" for c in claims) + "</ul>"] if claims else []
+    for title, t in (
+        ("Each measure at the last checkpoint, unmatched and matched pools (value, null mean, p)",
+         pc.matching_table(run_dir)),
+        ("Shortcuts per concept (medians over languages; share of languages flagged)",
+         pc.shortcut_table(run_dir)),
+        ("Token-sharing and token-disjoint items, last checkpoint", pc.lexical_rows(run_dir)),
+        ("Label precision of the lexicon against the pivot labels, per language",
+         pc.label_precision_table(run_dir)),
+    ):  # fmt: skip
+        if len(t):
+            parts.append(f"<h3>{html.escape(title)}</h3>" + _table(t.round(4), max_rows=300))
+    return "".join(parts)
 
 
 def _provenance(run_dir: Path) -> str:

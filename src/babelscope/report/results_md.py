@@ -131,9 +131,33 @@ def _alignment(run: Path) -> str:
     ])  # fmt: skip
 
 
+def _pool_checks(run: Path) -> str:
+    """Matching, shortcuts, lexical overlap, label precision (report/pool_checks.py)."""
+    from babelscope.report import pool_checks as pc
+
+    claims = pc.matching_claims(run) + pc.shortcut_claims(run) + pc.lexical_claims(run)
+    parts = ["\n".join(f"- {c}" for c in claims)] if claims else []
+    for title, t, fmt in (
+        ("Before and after matching, last checkpoint (`results/alignment_unmatched.parquet`, "
+         "`results/alignment.parquet`)", pc.matching_table(run), "{:.4f}"),
+        ("Shortcuts per concept (`results/shortcuts.parquet`; medians over languages)",
+         pc.shortcut_table(run), "{:.3f}"),
+        ("Token-sharing and token-disjoint items, last checkpoint (`results/lexical_overlap.parquet`)",
+         pc.lexical_rows(run), "{:.4f}"),
+        ("Label precision per language (`data/label_precision.parquet`)",
+         pc.label_precision_table(run), "{:.3f}"),
+    ):  # fmt: skip
+        if len(t):
+            parts += [f"### {title}", md_table(t, fmt)]
+    return "\n\n".join(parts)
+
+
 def _optional(run: Path) -> dict[str, str]:
     """Sections of the other analyses, through their own table functions."""
     out: dict[str, str] = {}
+    checks = _pool_checks(run)
+    if checks:
+        out["What the concept data measures: matching, shortcuts, lexical overlap"] = checks
     p = run / "results" / "similarity.parquet"
     if p.exists():
         from babelscope.analysis.representations.stage import summary

@@ -1,0 +1,160 @@
+"""Tables and sentences on what the concept data measures: matching, shortcuts, lexical
+overlap and label precision, read from a run directory.
+
+Each function returns a small DataFrame (or sentences) that the HTML report and
+``docs/results.md`` print; nothing here computes a statistic of its own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+COMPARED = ("overlap", "transfer_ap", "self_ap", "crosslingual")
+
+
+def _last(df: pd.DataFrame) -> pd.DataFrame:
+    return df[df["step"] == df["step"].max()]
+
+
+def matching_table(run: Path) -> pd.DataFrame:
+    """Each measure at the last checkpoint on unmatched and on matched pools (whole model
+    and every layer): value, null mean, p."""
+    res = Path(run) / "results"
+    a, u = res / "alignment.parquet", res / "alignment_unmatched.parquet"
+    if not (a.exists() and u.exists()):
+        return pd.DataFrame()
+    cols = ["layer", "measure", "value", "null_mean", "p_value", "n_concepts"]
+    m = _last(pd.read_parquet(a))[cols]
+    b = pd.read_parquet(u)[cols]
+    t = b.merge(m, on=["layer", "measure"], suffixes=("_unmatched", "_matched"))
+    t = t[t["measure"].isin(COMPARED)]
+    order = {k: i for i, k in enumerate(COMPARED)}
+    t = t.assign(_m=t["measure"].map(order), _l=t["layer"].map(lambda x: (x == "all", str(x))))
+    return t.sort_values(["_m", "_l"]).drop(columns=["_m", "_l"]).reset_index(drop=True)
+
+
+def shortcut_table(run: Path) -> pd.DataFrame:
+    """Per concept and kind of pool: median over languages of the best shortcut's
+    held-out AP, of the experts' median held-out AP, of chance, and the share flagged."""
+    from babelscope.analysis.shortcuts import load_shortcuts
+
+    t = load_shortcuts(run)
+    if t is None or t.empty:
+        return pd.DataFrame()
+    from babelscope.languages import is_control
+
+    t = t[~t["lang"].map(is_control)]
+    g = t.groupby(["concept", "pools"]).agg(
+        best_shortcut_ap=("best_ap", "median"), expert_median_ap=("expert_median_ap", "median"),
+        chance=("chance", "median"), share_flagged=("flagged", "mean"), languages=("lang", "nunique"),
+        top_family=("best", lambda s: s.mode().iat[0] if len(s.mode()) else ""),
+    ).reset_index()  # fmt: skip
+    return g.sort_values(["pools", "share_flagged", "concept"], ascending=[True, False, True])
+
+
+def shortcut_claims(run: Path) -> list[str]:
+    """What the shortcut table supports, per kind of pool."""
+    from babelscope.analysis.shortcuts import concept_flags, load_shortcuts
+
+    t = load_shortcuts(run)
+    if t is None or t.empty:
+        return []
+    out = []
+    for pools in ("unmatched", "matched"):
+        sub = t[t["pools"] == pools]
+        if sub.empty:
+            continue
+        flags = concept_flags(t, pools)
+        flagged = sorted(c for c, f in flags.items() if f)
+        fam = sub.loc[sub["flagged"], "best"].value_counts()
+        out.append(
+            f"{pools.capitalize()} pools: in {int(sub['flagged'].sum())} of {len(sub)} (concept, "
+            f"language) pairs a trivial score (chosen on one half, AP on the other) reaches the "
+            f"median held-out AP of the top-K experts"
+            + (f", most often {fam.index[0]} ({int(fam.iloc[0])})" if len(fam) else "")
+            + f"; {len(flagged)} of {len(flags)} concepts are flagged in at least half of their "
+            f"languages" + (f" ({', '.join(flagged[:12])}{' …' if len(flagged) > 12 else ''})" if flagged else "")
+            + "."
+        )  # fmt: skip
+    return out
+
+
+def lexical_rows(run: Path) -> pd.DataFrame:
+    """Overlap and transfer AP over token-sharing and token-disjoint items (every layer and
+    the whole model, last checkpoint), with their nulls."""
+    p = Path(run) / "results" / "alignment.parquet"
+    if not p.exists():
+        return pd.DataFrame()
+    df = _last(pd.read_parquet(p))
+    t = df[df["measure"].str.endswith(("_shared", "_disjoint"))]
+    return t[["layer", "measure", "value", "ci_lo", "ci_hi", "null_mean", "null_p95", "p_value",
+              "n_items"]].reset_index(drop=True)  # fmt: skip
+
+
+def lexical_claims(run: Path) -> list[str]:
+    """How much of the alignment is lexical, in words no stronger than the numbers."""
+    res = Path(run) / "results"
+    out = []
+    rows = lexical_rows(run)
+    whole = rows[rows["layer"] == "all"].set_index("measure") if len(rows) else pd.DataFrame()
+    for base, name in (("overlap", "overlap@K"), ("transfer_ap", "transfer AP")):
+        if f"{base}_shared" not in whole.index:
+            continue
+        s, d = whole.loc[f"{base}_shared"], whole.loc[f"{base}_disjoint"]
+        out.append(
+            f"Whole-model {name} at the last checkpoint: {s['value']:.4f} over {int(s['n_items'])} "
+            f"token-sharing items (null {s['null_mean']:.4f}, p = {s['p_value']:.3g}) and "
+            f"{d['value']:.4f} over {int(d['n_items'])} token-disjoint items (null "
+            f"{d['null_mean']:.4f}, p = {d['p_value']:.3g})."
+        )
+    p = res / "alignment_lexical.parquet"
+    if p.exists():
+        for r in pd.read_parquet(p).itertuples():
+            if not np.isfinite(r.rho):
+                continue
+            out.append(
+                f"Spearman correlation between the lexical Jaccard of a concept's words and "
+                f"{r.measure} over {r.n_items} (concept, language pair) items: rho = {r.rho:.3f} "
+                f"(permutation p = {r.p_value:.3g}); {100 * r.share_shared:.0f} % of the items "
+                f"share tokens (mean {r.mean_shared:.4f} there, {r.mean_disjoint:.4f} elsewhere)."
+            )
+    return out
+
+
+def matching_claims(run: Path) -> list[str]:
+    """Before and after matching, whole model, last checkpoint."""
+    t = matching_table(run)
+    if t.empty:
+        return []
+    w = t[t["layer"] == "all"]
+    parts = [
+        f"{r.measure} {r.value_unmatched:.4f} (null {r.null_mean_unmatched:.4f}, p = "
+        f"{r.p_value_unmatched:.3g}) → {r.value_matched:.4f} (null {r.null_mean_matched:.4f}, "
+        f"p = {r.p_value_matched:.3g})"
+        for r in w.itertuples()
+    ]
+    return ["Whole model at the last checkpoint, unmatched → matched pools: " + "; ".join(parts) + "."]
+
+
+def label_precision_table(run: Path) -> pd.DataFrame:
+    """The data's measured label precision per language (``label_precision.parquet`` in
+    the data dir, when the data build wrote one)."""
+    import json
+
+    run = Path(run)
+    data = run / "data"
+    cfg = run / "provenance.json"
+    if cfg.exists():
+        d = (json.loads(cfg.read_text()).get("data_dir")) or ""
+        if d and Path(d).is_dir():
+            data = Path(d)
+    p = data / "label_precision.parquet"
+    if not p.exists():
+        return pd.DataFrame()
+    t = pd.read_parquet(p)
+    if "concept" in t.columns:  # per-language rows only, when the file has both
+        t = t[t["concept"].isna() | (t["concept"].astype(str) == "")] if t["concept"].isna().any() else t
+    return t.reset_index(drop=True)
