@@ -140,21 +140,14 @@ def matching_claims(run: Path) -> list[str]:
 
 
 def label_precision_table(run: Path) -> pd.DataFrame:
-    """The data's measured label precision per language (``label_precision.parquet`` in
-    the data dir, when the data build wrote one)."""
-    import json
-
+    """The data's measured label precision per language and pooled (``label_precision.parquet``
+    in the run's data dir): lexicon labels against the pivot labels on parallel text."""
     run = Path(run)
-    data = run / "data"
-    cfg = run / "provenance.json"
-    if cfg.exists():
-        d = (json.loads(cfg.read_text()).get("data_dir")) or ""
-        if d and Path(d).is_dir():
-            data = Path(d)
-    p = data / "label_precision.parquet"
+    p = run / "data" / "label_precision.parquet"
     if not p.exists():
         return pd.DataFrame()
     t = pd.read_parquet(p)
-    if "concept" in t.columns:  # per-language rows only, when the file has both
-        t = t[t["concept"].isna() | (t["concept"].astype(str) == "")] if t["concept"].isna().any() else t
-    return t.reset_index(drop=True)
+    t = t[t["scope"].isin(["language", "all"])]
+    cols = ["lang", "sentences", "tp", "fp", "fn", "precision", "precision_lo", "precision_hi",
+            "recall", "recall_lo", "recall_hi"]  # fmt: skip
+    return t[[c for c in cols if c in t.columns]].reset_index(drop=True)
