@@ -44,6 +44,12 @@ def register(app: typer.Typer) -> None:
         store_dtype: str = typer.Option(
             "float32", help="dtype of the full per-unit arrays: float32 or float16."
         ),
+        pools: str = typer.Option(
+            "matched", help="Score each concept on its matched pool, or on the unmatched pool."
+        ),
+        compare_unmatched: bool = typer.Option(
+            True, help="At the last checkpoint also score the unmatched pools (before/after)."
+        ),
         cache: Path = typer.Option(None, help="Activation cache dir (default: none)."),
         device: str = typer.Option("cpu", help="cpu, cuda or auto."),
         dtype: str = typer.Option("fp32", help="Model dtype: fp32, bf16, fp16."),
@@ -60,7 +66,7 @@ def register(app: typer.Typer) -> None:
             settings = ExpertSettings(
                 kind=kind, pooling=pooling, top_k_store=top_k, languages=_split(languages),
                 concepts=_split(concepts), min_positives=min_positives, batch_size=batch_size,
-                store_dtype=store_dtype,
+                store_dtype=store_dtype, pools=pools, compare_unmatched=compare_unmatched,
             )  # fmt: skip
         except ValidationError as e:
             err = e.errors()[0]
@@ -101,6 +107,9 @@ def register(app: typer.Typer) -> None:
             None, "--lang", help="Languages to compare (default all scored)."
         ),
         figures: bool = typer.Option(True, help="Draw the figures into OUT/figures."),
+        keep_shortcut_concepts: bool = typer.Option(
+            False, help="Keep concepts that a trivial shortcut scores as well as their experts."
+        ),
     ) -> None:
         """Overlap@K, Jaccard, transfer AP and cross-lingual experts per checkpoint x layer, with chance."""
         from pydantic import ValidationError
@@ -113,6 +122,7 @@ def register(app: typer.Typer) -> None:
             settings = AlignSettings(
                 k_fraction=k_fraction, k=k, k_model=k_model, min_languages=min_languages,
                 n_trajectory_units=trajectories, languages=_split(languages),
+                keep_shortcut_concepts=keep_shortcut_concepts,
             )  # fmt: skip
         except ValidationError as e:
             err = e.errors()[0]
@@ -123,11 +133,15 @@ def register(app: typer.Typer) -> None:
             df = run_alignment(out, settings)
         whole = df[(df["layer"] == "all") & (df["measure"].isin(["overlap", "crosslingual"]))]
         for r in whole.itertuples():
-            info(f"step {r.step:>8}  {r.measure:<13} {r.value:8.4f}   (chance {r.chance:.4f})")
+            info(
+                f"step {r.step:>8}  {r.measure:<13} {r.value:8.4f}   "
+                f"(null {r.null_mean:.4f}, p = {r.p_value:.3g})"
+            )
         if figures:
             from babelscope.report.figures.alignment import plot_alignment
+            from babelscope.report.figures.shortcuts import plot_shortcuts
 
-            paths = plot_alignment(out)
+            paths = plot_alignment(out) + plot_shortcuts(out)
             info(
                 f"align: wrote {out / 'results' / 'alignment.parquet'} and {len(paths)} figure files"
             )
