@@ -70,11 +70,22 @@ def build_cmd(
         "--control-symbols",
         help="Digits and punctuation of a control: keep (shared anchors) or cipher.",
     ),
+    match: bool = typer.Option(
+        True,
+        "--match/--no-match",
+        help="Matched pools: negatives matched to each concept's positives by source and length.",
+    ),
+    match_ratio: int = typer.Option(
+        3, "--match-ratio", help="Negatives per positive (matched pools)."
+    ),
     force: bool = typer.Option(False, "--force", help="Replace an existing data directory."),
 ) -> None:
     """Build the multilingual corpus and concept labels (corpus.parquet, concepts.parquet, manifest.json)."""
+    from babelscope.concepts.matching import MatchSettings
     from babelscope.corpora.build import build_corpus
 
+    if match_ratio < 1:
+        raise BabelscopeError(f"--match-ratio {match_ratio}: give at least 1")
     src = _split_list(sources) or []
     path = build_corpus(
         out,
@@ -94,6 +105,7 @@ def build_cmd(
         concept_table=concepts,
         controls=_controls(controls),
         control_symbols=control_symbols,
+        match=MatchSettings(enabled=match, ratio=match_ratio),
     )
     _print_stats(collect_stats(path))
 
