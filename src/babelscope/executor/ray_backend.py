@@ -11,6 +11,7 @@ Ray is an optional dependency (``pip install 'babelscope[ray]'``), imported only
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -53,10 +54,13 @@ class RayExecutor(Executor):
         ray = self._ray = import_ray()
         self._owned = not ray.is_initialized()
         if self._owned:
+            # No address: RAY_ADDRESS if set (Ray's convention), else a fresh local cluster,
+            # never a stale one left by an earlier `ray start` on this machine.
+            address = address or os.environ.get("RAY_ADDRESS") or None
             try:
-                ray.init(address=address, include_dashboard=False, logging_level="error")
+                ray.init(address=address or "local", include_dashboard=False, logging_level="error")
             except ConnectionError as e:
-                first = (str(e).splitlines() or ["no cluster"])[0]
+                first = (str(e).splitlines() or ["no cluster"])[0].rstrip(".")
                 raise BabelscopeError(
                     f"cannot join the Ray cluster at {address}: {first}; start one with "
                     "`ray start --head`, or leave out --address to start a local one"
@@ -118,7 +122,7 @@ class RayExecutor(Executor):
         out: list[Any] = [None] * len(items)
         pending, failed = list(refs), None
         try:
-            for _ in track(range(len(refs)), f"{desc} [ray: {self._shape()}]"):
+            for _ in track(range(len(refs)), f"{desc} (ray: {self._shape()})"):
                 done, pending = ray.wait(pending, num_returns=1)
                 i = index[done[0]]
                 try:
