@@ -271,6 +271,7 @@ def test_killed_worker_without_retries_resumes_on_rerun(
     with _killing_executor(markers, 1, retries=0) as ex:  # marker set: no more kills
         run = run_study(cfg, stages=stages, executor=ex)
     assert {p: partial.joinpath(p).stat().st_mtime_ns for p in kept} == kept  # not redone
+    assert json.loads((run.dir / "provenance.json").read_text())["engine"] == "ray"
     pd.testing.assert_frame_equal(
         serial_run["probe.parquet"], pd.read_parquet(run.dir / "results" / "probe.parquet")
     )

@@ -403,7 +403,7 @@ def write_provenance(run: Run) -> Path:
             "run",
             name=run.cfg.name,
             config_hash=settings_hash(run.cfg.model_dump(mode="json", exclude={"run"})),
-            engine=run.cfg.run.engine,
+            engine=getattr(run._executor, "name", run.cfg.run.engine),
             data_hash=run.notes.get("data", {}).get("data_hash"),
             fingerprints=run.notes.get("inspect", {}).get("fingerprints"),
             flagged=run.notes.get("inspect", {}).get("flagged"),
