@@ -119,6 +119,11 @@ class ModelConfig(_Strict):
     include_flagged: bool = Field(False, description="Analyse duplicate/broken checkpoints anyway")
     dtype: Literal["fp32", "bf16", "fp16"] = "fp32"
     device: Literal["cpu", "cuda", "auto"] = "auto"
+    architecture: str | dict[str, Any] | None = Field(
+        None,
+        description="For `babelscope plan` before any checkpoint is at hand: a config.json "
+        "(relative to this file) or transformers config fields (model_type, hidden_size, ...)",
+    )
     keep_downloads: bool = Field(
         False,
         description="Keep the hub revisions downloaded into <run>/cache/hub (default: each is "
@@ -286,7 +291,8 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
         if isinstance(v, str) and v and not v.startswith(HUB_PREFIX):
             d[key] = str((base / Path(v).expanduser()).resolve())
 
-    for sec, key in (("data", "dir"), ("data", "user"), ("model", "pretrain_config")):
+    for sec, key in (("data", "dir"), ("data", "user"), ("model", "pretrain_config"),
+                     ("model", "architecture")):  # fmt: skip
         if isinstance(raw.get(sec), dict):
             fix(raw[sec], key)
     model = raw.get("model")

@@ -28,6 +28,7 @@ def _register() -> None:
         checkpoints,
         data,
         experts,
+        plan,
         pretrain,
         probe,
         run,
@@ -47,6 +48,7 @@ def _register() -> None:
     steer.register(app)
     similarity.register(app)
     run.register(app)
+    plan.register(app)
     bench.register(app)
 
 
