@@ -97,7 +97,9 @@ def ray_cluster():
     # Tasks defined in this module must reach the workers by value (tests/ is not on
     # their path).
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, logging_level="error")
+    # "local": a new cluster even where an earlier `ray start` left its address behind.
+    ray.init(address="local", num_cpus=2, num_gpus=2, object_store_memory=200 << 20,
+             include_dashboard=False, logging_level="error")  # fmt: skip
     yield ray
     ray.shutdown()
 
