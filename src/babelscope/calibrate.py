@@ -13,14 +13,18 @@ vocabulary; weights do not change the cost) on the device and dtype the study as
   AP on each half, and one permutation of the null (``ap_of_sets``); one probe fit;
 - hashing speed (the weight fingerprint of every loaded checkpoint).
 
-Best of a few repeats each: on a shared machine that is the least disturbed one.
+Best of a few repeats each. On the CPU, inside :func:`single_core` (``babelscope plan``),
+the work runs on one thread and is timed in CPU seconds, which other work on a shared
+machine inflates far less than wall time; on a GPU, wall time after synchronising.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,15 +36,40 @@ WEIGHT_BUDGET = 1.5e9
 FLOP_BUDGET = {"cpu": 3e10, "cuda": 2e12}
 
 
-def _best(fn, repeats: int = 3) -> float:
+_clock = time.perf_counter  # process_time inside single_core()
+
+
+@contextlib.contextmanager
+def single_core() -> Iterator[None]:
+    """Time CPU work on one thread in CPU seconds: what the work costs whatever else runs on
+    the machine (wall time on a shared machine measures the others too). The run's own
+    threads can only make the work faster than this."""
+    from threadpoolctl import threadpool_limits
+
+    global _clock
+    threads, old = torch.get_num_threads(), _clock
+    torch.set_num_threads(1)
+    _clock = time.process_time
+    try:
+        with threadpool_limits(1):
+            yield
+    finally:
+        torch.set_num_threads(threads)
+        _clock = old
+
+
+def _best(fn, repeats: int = 3, device: str = "cpu") -> float:
+    """The shortest of ``repeats`` runs after a warm-up (CUDA: wall time, synchronised)."""
+    gpu = str(device).startswith("cuda")
+    clock = time.perf_counter if gpu else _clock
     fn()  # warm-up: allocations and kernel selection are not the steady state
     times = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
-        if torch.cuda.is_available():
+        if gpu:
             torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     return min(times)
 
 
@@ -123,7 +152,7 @@ def time_forward(arch: Any, device: str, dtype: str, batch: int, length: int) ->
             with torch.inference_mode():
                 base(input_ids=ids, attention_mask=mask, use_cache=False)
 
-        timed[depth] = _best(run, repeats=5) / (rows * seq)
+        timed[depth] = _best(run, repeats=5, device=device) / (rows * seq)
         del model, base
     if n == layers or n == 1:
         per_token = timed[n] * layers / n if n != layers else timed[n]
@@ -150,7 +179,7 @@ def time_head(arch: Any, device: str, dtype: str, tokens: int = 256) -> float:
             logits = torch.nn.functional.linear(h, w).float()
             torch.nn.functional.cross_entropy(logits, target, reduction="sum")
 
-    return _best(run) / tokens * arch.vocab / chunk
+    return _best(run, device=device) / tokens * arch.vocab / chunk
 
 
 def time_decode(arch: Any, device: str, dtype: str, rows: int, steps: int = 8) -> dict[int, float]:
@@ -165,7 +194,7 @@ def time_decode(arch: Any, device: str, dtype: str, rows: int, steps: int = 8) -
     out = {}
     for b in sorted({1, max(1, rows)}):
         t = _best(lambda b=b: sample_tokens(model, [0], list(range(b)), max_new_tokens=steps,
-                                            stop_at_eos=False), repeats=2)  # fmt: skip
+                                            stop_at_eos=False), repeats=2, device=device)  # fmt: skip
         # The head at the full vocabulary is timed apart (time_head) and added per row.
         out[b] = t / steps * scale
     return out
@@ -218,15 +247,26 @@ def time_ap(pool: int, concepts: int, permutations: int) -> tuple[float, float, 
 
 
 def time_probe_fit(n_train: int, dim: int, classes: int, settings: Any) -> float:
-    """Seconds of one probe fit on class-structured random vectors of the real shape."""
+    """CPU seconds of one probe fit on class-structured random vectors of the real shape,
+    with the BLAS threads the probe stage runs with (one per core: on a small problem their
+    coordination costs several times the arithmetic, and the stage pays it)."""
+    from threadpoolctl import threadpool_limits
+
     from babelscope.analysis.probe import _fit_predict
 
     rng = np.random.default_rng(0)
     y = np.arange(n_train) % max(2, classes)
     means = rng.standard_normal((max(2, classes), dim)) * 0.5
     x = (means[y] + rng.standard_normal((n_train, dim))).astype(np.float32)
-    return _best(lambda: _fit_predict(x, y, x[:64], settings.C, settings.max_iter, settings.tol),
-                 repeats=1)  # fmt: skip
+    with threadpool_limits(_cores()):
+        return _best(lambda: _fit_predict(x, y, x[:64], settings.C, settings.max_iter,
+                                          settings.tol), repeats=2)  # fmt: skip
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def time_hash(n: int = 64 << 20) -> float:

@@ -238,8 +238,9 @@ def make_plan(cfg: Any, *, calibrate: bool = True, where: str = "") -> dict[str,
     cal = None
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     if calibrate and load > 0.75 * cores():
-        notes.append(f"this machine is busy (load {load:.1f} on {cores()} cores): the timings, "
-                     "and so the times, are inflated; plan again when it is quieter")  # fmt: skip
+        notes.append(f"this machine is busy (load {load:.1f} on {cores()} cores): the timings are "
+                     "CPU time on one core, which load inflates far less than wall time, but a "
+                     "run now would take longer than the times below")  # fmt: skip
     if calibrate:
         from babelscope.plan_stages import calibrate_for
 

@@ -17,7 +17,20 @@ from babelscope.plan import HELDOUT_PER_LANG, PARQUET_ROW_BYTES, cores
 
 
 def calibrate_for(cfg: Any, arch: Any, data: Any, device: str) -> Any:
-    """Every timing the estimates need, on ``device`` in the study's dtype."""
+    """Every timing the estimates need, on ``device`` in the study's dtype (CPU work in
+    single-core CPU seconds: :func:`babelscope.calibrate.single_core`)."""
+    from babelscope import calibrate as cb
+
+    with cb.single_core():
+        cal = _calibrate(cfg, arch, data, device)
+    if device == "cpu":
+        cal.notes.append("CPU timings are single-core CPU seconds (one thread), so other work "
+                         "on the machine hardly changes them; the run's extra threads can only "
+                         "shorten the times")  # fmt: skip
+    return cal
+
+
+def _calibrate(cfg: Any, arch: Any, data: Any, device: str) -> Any:
     from babelscope import calibrate as cb
     from babelscope.progress import info
 
