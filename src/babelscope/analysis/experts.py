@@ -409,7 +409,9 @@ def run_experts(
     compare = None
     if settings.compare_unmatched and settings.pools == "matched":
         other, _, _ = prepare_pools(data_dir, settings, "unmatched", quiet=True)
-        compare = _scoring([q for q in other if q.concepts], settings, align, "unmatched")
+        # the same languages and (concept, language) pairs as the matched scoring: the
+        # comparison then differs by the matching alone
+        compare = _scoring(same_items(other, scored), settings, align, "unmatched")
         compare.plan.split = split_for(lexical, compare.plan)
         compare.plan.settings = main.plan.settings
     halves, plan, null_pools = main.halves, main.plan, main.null_pools
@@ -471,6 +473,25 @@ def _scoring(pools: list[Pool], settings: ExpertSettings, align: Any, variant: s
     return Scoring(variant, pools, halves, plan, null_pools)
 
 
+def same_items(pools: list[Pool], like: list[Pool]) -> list[Pool]:
+    """``pools`` restricted to the languages and, per language, the concepts of ``like``."""
+    from dataclasses import replace
+
+    from babelscope.io import settings_hash
+
+    want = {p.lang: p.concepts for p in like}
+    out = []
+    for q in pools:
+        cols = [q.concepts.index(c) for c in want.get(q.lang, []) if c in q.concepts]
+        if not cols:
+            continue
+        y, mem = q.labels[:, cols], q.members[:, cols]
+        out.append(replace(q, concepts=[q.concepts[j] for j in cols], labels=y, members=mem,
+                           label_key=settings_hash([np.packbits(y).tobytes().hex(),
+                                                    np.packbits(mem).tobytes().hex()])))  # fmt: skip
+    return out
+
+
 def split_for(lexical: pd.DataFrame | None, plan: Any) -> np.ndarray | None:
     """The null plan's lexical split (token-sharing items) from the lexical table."""
     from babelscope.analysis.lexical import split_mask
@@ -506,6 +527,7 @@ class Scoring:
     halves: list[np.ndarray]
     plan: Any = None
     null_pools: list[int] | None = None
+    key: str | None = None  # its shards' and null's key (default: the step's)
 
     def index(self, lang: str) -> int | None:
         for i, p in enumerate(self.pools):
@@ -556,24 +578,26 @@ def score_step(
                 continue
             path = shard_path(out_dir, step, lang, sc.variant)
             need_ranks = sc.plan is not None and pi in (sc.null_pools or [])
-            if not _shard_ok(path, key) or need_ranks:
+            if not _shard_ok(path, sc.key or key) or need_ranks:
                 todo.append((si, sc, pi, path, need_ranks))
         if not todo and on_language is None:
             continue
-        pooled = get_pooled(next(sc.pools[sc.index(lang)] for sc in scorings if sc.index(lang) is not None))
+        pooled = get_pooled(
+            next(sc.pools[sc.index(lang)] for sc in scorings if sc.index(lang) is not None)
+        )
         x = pooled.flat()
         for si, sc, pi, path, need_ranks in todo:
             pool = sc.pools[pi]
             hr, ap0, ap1 = half_scores(x, pool.labels, sc.halves[pi], pool.members)
             if need_ranks:
                 ranks[si][pi] = hr
-            if not _shard_ok(path, key):
+            if not _shard_ok(path, sc.key or key):
                 stats, widths = score_members(pooled.get, list(pooled.layers), pool.labels,
                                               pool.members, threads=settings.threads)  # fmt: skip
                 save_shard(
                     out_dir, step, lang, stats, concepts=pool.concepts,
                     layers=list(pooled.layers), widths=widths, n_pos=pool.n_pos,
-                    n_neg=pool.n_neg, key=key, fingerprint=fingerprint,
+                    n_neg=pool.n_neg, key=sc.key or key, fingerprint=fingerprint,
                     store_dtype=settings.store_dtype, variant=sc.variant,
                     extra={"n_truncated": int(pooled.n_truncated), "half": sc.halves[pi],
                            "ap_half0": ap0.astype(settings.store_dtype),
@@ -587,4 +611,5 @@ def score_step(
     for si, sc in enumerate(scorings):
         nps = sc.null_pools or []
         if sc.plan is not None and len(nps) >= 2:
-            write_null(out_dir, step, sc.plan, [ranks[si][i] for i in nps], key, align, sc.variant)
+            write_null(out_dir, step, sc.plan, [ranks[si][i] for i in nps], sc.key or key, align,
+                       sc.variant)  # fmt: skip

@@ -4,7 +4,7 @@
   null under ``ap/step-<N>/unmatched/``), so the report can show each alignment number
   before and after matching;
 * the **shortcut table** (:mod:`babelscope.analysis.shortcuts`) for both kinds of pools,
-  written to ``results/shortcuts.parquet`` keyed like the step.
+  written to ``results/shortcuts.parquet``, keyed by the step and the comparison's pools.
 """
 
 from __future__ import annotations
@@ -25,10 +25,20 @@ from babelscope.analysis.shortcuts import (
 )
 
 
+def extras_key(job: Any, key: str) -> str:
+    """The step's key and the comparison's pools: what the extras are keyed by."""
+    from babelscope.io import settings_hash
+
+    c = job.compare
+    pools = [(p.lang, p.data_key, p.label_key, p.concepts) for p in c.pools] if c else []
+    return settings_hash([key, pools])
+
+
 def extras_done(job: Any, step: int, key: str) -> bool:
-    """The comparison's shards and the shortcut table of ``step`` carry ``key``."""
+    """The comparison's shards and the shortcut table of ``step`` carry the extras' key."""
     from babelscope.io import read_parquet_metadata
 
+    key = extras_key(job, key)
     c = job.compare
     if c is not None and not all(
         _shard_ok(shard_path(job.out_dir, step, p.lang, c.variant), key) for p in c.pools
@@ -47,7 +57,8 @@ class LastStepExtras:
     def __init__(self, job: Any, step: int, loaded: Any, key: str) -> None:
         from babelscope.analysis.alignment_null import NULL_FILE, load_null
 
-        self.job, self.step, self.loaded, self.key = job, int(step), loaded, key
+        self.job, self.step, self.loaded = job, int(step), loaded
+        self.key = key = extras_key(job, key)
         self.rows: list[dict[str, Any]] = []
         self.also: list[Scoring] = []
         c = job.compare
@@ -90,7 +101,7 @@ class LastStepExtras:
             self.rows += pool_shortcuts(pool, np.asarray(sc.halves[pi]), shard, cands, k, self.step)
 
     def write(self) -> None:
-        """``results/shortcuts.parquet``, keyed like the step."""
+        """``results/shortcuts.parquet``, keyed by the step and the comparison's pools."""
         from babelscope.io import provenance, write_parquet_atomic
 
         df = pd.DataFrame(self.rows, columns=SHORTCUT_COLUMNS)
