@@ -69,7 +69,7 @@ class LastStepExtras:
                 c.plan.n_perm > 0 and len(c.null_pools) >= 2 and (old is None or old["key"] != key)
             )
             self.also = [
-                Scoring(c.variant, c.pools, c.halves, c.plan if want else None, c.null_pools)
+                Scoring(c.variant, c.pools, c.halves, c.plan if want else None, c.null_pools, key)
             ]
 
     def _scorings(self) -> list[Scoring]:
