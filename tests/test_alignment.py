@@ -13,7 +13,8 @@ from babelscope.analysis.alignment import (
 )
 from babelscope.analysis.alignment_measures import scope_measures
 from babelscope.analysis.alignment_null import make_plan
-from babelscope.analysis.experts import ExpertSettings, mark_complete, score_step
+from babelscope.analysis.expert_scoring import score_step
+from babelscope.analysis.experts import ExpertSettings, mark_complete
 from babelscope.analysis.halves import assign_halves
 from babelscope.errors import BabelscopeError
 from babelscope.io import read_parquet_metadata

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from babelscope.analysis.expert_scoring import score_step
 from babelscope.analysis.experts import (
     AP_DIR,
     COMPLETE,
@@ -25,7 +26,6 @@ from babelscope.analysis.experts import (
     _shard_ok,
     _step_key,
     mark_complete,
-    score_step,
     shard_path,
 )
 from babelscope.analysis.pools import Pool

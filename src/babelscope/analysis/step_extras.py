@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from babelscope.analysis.experts import Scoring, _shard_ok, read_shard, shard_path, step_dir
+from babelscope.analysis.expert_scoring import Scoring
+from babelscope.analysis.experts import _shard_ok, read_shard, shard_path, step_dir
 from babelscope.analysis.shortcuts import (
     SHORTCUT_COLUMNS,
     SHORTCUTS_FILE,
