@@ -87,6 +87,8 @@ def test_run_directory_layout(finished_run):
         "results/probe.parquet", "results/experts.parquet",
         "results/alignment.parquet", "results/steering.parquet",
         "results/similarity.parquet", "results/similarity_lens.parquet",
+        "results/shortcuts.parquet", "results/lexical_overlap.parquet",
+        "results/alignment_unmatched.parquet",
     ):  # fmt: skip
         assert (d / rel).exists(), rel
     assert list((d / "figures").glob("probe*.png")) and list((d / "figures").glob("probe*.svg"))

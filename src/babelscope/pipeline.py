@@ -101,6 +101,7 @@ class Run:
 def stage_data(run: Run) -> dict[str, Any]:
     """Build the embedded corpus (or the user's); an existing one is kept when it was built
     with the same settings, rebuilt when they differ (the run's own data dir, or --force)."""
+    from babelscope.concepts.matching import MatchSettings
     from babelscope.corpora.build import build_corpus
     from babelscope.corpora.corpus import CORPUS_FILE
 
@@ -113,7 +114,9 @@ def stage_data(run: Run) -> dict[str, Any]:
             user=run.cfg.data.user,
             controls=run.cfg.data.control_originals,
             control_symbols=run.cfg.data.control_symbols,
-        )
+            match=MatchSettings(run.cfg.data.match_pools, run.cfg.data.match_ratio,
+                                run.cfg.data.match_length_bins),
+        )  # fmt: skip
         # Only a directory holding nothing but babelscope's data files is ever rebuilt.
         mine = is_babelscope_data_dir(d)
         try:
