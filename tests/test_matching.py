@@ -48,7 +48,7 @@ def test_capacity_is_limited_by_scarce_negatives():
 
 
 def test_labels_have_matched_pools_of_equal_size(tmp_path):
-    from babelscope.concepts.labels import build_concept_labels, pool_masks, label_matrix
+    from babelscope.concepts.labels import build_concept_labels, label_matrix, pool_masks
 
     rng = np.random.default_rng(1)
     rows = []
@@ -61,7 +61,9 @@ def test_labels_have_matched_pools_of_equal_size(tmp_path):
                              align_id=None, split="train"))  # fmt: skip
     corpus = pd.DataFrame(rows)
     table = tmp_path / "t.tsv"
-    table.write_text("concept\tlang\twords\nwater\teng\twater\nwater\tspa\tagua\nwater\tdeu\twasser\n")
+    table.write_text(
+        "concept\tlang\twords\nwater\teng\twater\nwater\tspa\tagua\nwater\tdeu\twasser\n"
+    )
     labels, counts = build_concept_labels(
         corpus, ["eng", "spa", "deu"], table=table, min_positives=5, pool_size=120,
         match=MatchSettings(ratio=2, length_bins=2),
@@ -77,7 +79,7 @@ def test_labels_have_matched_pools_of_equal_size(tmp_path):
         assert (src[m & y[:, 0]] == "django").mean() == (src[m & ~y[:, 0]] == "django").mean()
         assert base.sum() >= 100
     assert len(sizes) == 1  # the same pool in every language
-    (npos, nneg), = sizes
+    ((npos, nneg),) = sizes
     assert nneg == 2 * npos and npos >= 5
     c = counts[counts["concept"] == "water"]
     assert (c["matched_positives"] == npos).all()
