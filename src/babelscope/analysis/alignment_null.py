@@ -109,7 +109,9 @@ def make_plan(
                 yj = y[idx, j]
                 perm = stratified_permutation(st[idx], rng, permutations)
                 # every row holds the same number of positives: one nonzero over all rows
-                per_col.append(np.nonzero(yj[perm])[1].reshape(len(perm), int(yj.sum())).astype(np.int32))
+                per_col.append(
+                    np.nonzero(yj[perm])[1].reshape(len(perm), int(yj.sum())).astype(np.int32)
+                )
             per_half.append(per_col)
         positives.append(per_half)
     return NullPlan(langs=[p.lang for p in pools], concepts=concepts, cols=cols,

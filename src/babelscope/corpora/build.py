@@ -343,7 +343,11 @@ def build_corpus(
     from babelscope.concepts.labels import build_concept_labels
 
     labels, concept_counts = build_concept_labels(
-        corpus, list(languages), table=concept_table, min_positives=min_positives, seed=seed,
+        corpus,
+        list(languages),
+        table=concept_table,
+        min_positives=min_positives,
+        seed=seed,
         match=match,
     )
     # 3b. How often the table's words agree with the English side of translations.

@@ -245,7 +245,9 @@ def _pool_checks(run_dir: Path) -> str:
     from babelscope.report import pool_checks as pc
 
     claims = pc.matching_claims(run_dir) + pc.shortcut_claims(run_dir) + pc.lexical_claims(run_dir)
-    parts = ["<ul>" + "".join(f"<li>{html.escape(c)}</li>" for c in claims) + "</ul>"] if claims else []
+    parts = (
+        ["<ul>" + "".join(f"<li>{html.escape(c)}</li>" for c in claims) + "</ul>"] if claims else []
+    )
     for title, t in (
         ("Each measure at the last checkpoint, unmatched and matched pools (value, null mean, p)",
          pc.matching_table(run_dir)),

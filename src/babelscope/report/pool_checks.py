@@ -136,7 +136,9 @@ def matching_claims(run: Path) -> list[str]:
         f"p = {r.p_value_matched:.3g})"
         for r in w.itertuples()
     ]
-    return ["Whole model at the last checkpoint, unmatched → matched pools: " + "; ".join(parts) + "."]
+    return [
+        "Whole model at the last checkpoint, unmatched → matched pools: " + "; ".join(parts) + "."
+    ]
 
 
 def label_precision_table(run: Path) -> pd.DataFrame:
