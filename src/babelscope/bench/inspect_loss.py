@@ -12,7 +12,8 @@ real (non-padding) tokens:
   then the real positions through the output head in chunks, ``cross_entropy`` per chunk);
 - ``old_tokens_per_s``: the former computation (a float32 ``log_softmax`` of the whole
   padded batch's logits, then a gather);
-- ``inspect_vs_plain`` (target >= 0.8), ``old_vs_plain``; ``old_logits_mib`` /
+- ``inspect_vs_plain`` (target >= 0.8), ``old_vs_plain``, and the same in process CPU
+  seconds (``*_cpu_vs_plain``: other load moves them less); ``old_logits_mib`` /
   ``chunk_logits_mib``: the float32 logits held at once by each (largest batch).
 """
 
@@ -87,11 +88,14 @@ def run(quick: bool = False) -> dict[str, float]:
 
     plain()  # warm-up
     t = {"plain": [], "inspect": [], "old": []}
+    cpu = {"plain": [], "inspect": [], "old": []}
     for _ in range(repeats):  # interleaved: load on the shared machine hits all alike
-        t["plain"].append(_best(plain, 1))
-        t["inspect"].append(_best(chunked, 1))
-        t["old"].append(_best(old, 1))
+        for name, fn in (("plain", plain), ("inspect", chunked), ("old", old)):
+            c0 = time.process_time()
+            t[name].append(_best(fn, 1))
+            cpu[name].append(time.process_time() - c0)
     best = {k: min(v) for k, v in t.items()}
+    best_cpu = {k: min(v) for k, v in cpu.items()}
     biggest = max(ids.numel() for ids, _ in padded)
     chunk = max(16, LOGIT_CHUNK_BYTES // (4 * vocab))
     return {
@@ -102,6 +106,8 @@ def run(quick: bool = False) -> dict[str, float]:
         "old_tokens_per_s": n_tokens / best["old"],
         "inspect_vs_plain": best["plain"] / best["inspect"],
         "old_vs_plain": best["plain"] / best["old"],
+        "inspect_cpu_vs_plain": best_cpu["plain"] / best_cpu["inspect"],
+        "old_cpu_vs_plain": best_cpu["plain"] / best_cpu["old"],
         "old_logits_mib": biggest * vocab * 4 / 2**20,
         "chunk_logits_mib": chunk * vocab * 4 / 2**20,
     }
