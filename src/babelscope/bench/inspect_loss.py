@@ -40,19 +40,11 @@ def _padded(seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
     return _pad_batch(seqs, PAD)
 
 
-def _best(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
 def run(quick: bool = False) -> dict[str, float]:
     import transformers as tf
 
     from babelscope.activations.families import family_of
+    from babelscope.bench.extraction import _best
     from babelscope.checkpoints.inspect import LOGIT_CHUNK_BYTES, _nll_batches
     from babelscope.checkpoints.series import LoadedCheckpoint
 

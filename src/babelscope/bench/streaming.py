@@ -35,8 +35,10 @@ def run(quick: bool = False) -> dict[str, float]:
 
     from babelscope.activations.cache import cache_size, cached_pooled
     from babelscope.activations.extract import _batches, _encode, extract_pooled
+    from babelscope.activations.families import family_of
     from babelscope.analysis.experts import score_pool
     from babelscope.bench.extraction import _texts, _tokenizer
+    from babelscope.checkpoints.inspect import _pad_batch
     from babelscope.checkpoints.series import LoadedCheckpoint
 
     n_texts, repeats = (48, 1) if quick else (96, 2)
@@ -47,18 +49,13 @@ def run(quick: bool = False) -> dict[str, float]:
     cfg = tf.GPT2Config(vocab_size=len(tok), n_positions=256, n_embd=width, n_layer=layers,
                         n_head=heads, bos_token_id=0, eos_token_id=2, pad_token_id=1)  # fmt: skip
     model = tf.GPT2LMHeadModel(cfg).eval()
-    from babelscope.activations.families import family_of
-
     loaded = LoadedCheckpoint(0, model, tok, family_of(model), "random")
     enc = _encode(tok, texts, None)
     n_tokens = sum(len(r) for r in enc.ids)
-    padded = []
-    for rows in _batches([len(r) for r in enc.ids], 32):
-        ids = torch.full((len(rows), max(len(enc.ids[i]) for i in rows)), 1, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for j, i in enumerate(rows):
-            ids[j, : len(enc.ids[i])], mask[j, : len(enc.ids[i])] = torch.tensor(enc.ids[i]), 1
-        padded.append((ids, mask))
+    padded = [
+        _pad_batch([enc.ids[i] for i in rows], 1)
+        for rows in _batches([len(r) for r in enc.ids], 32)
+    ]
     tmp = Path(tempfile.mkdtemp(prefix="babelscope-bench-"))
     sizes: dict[str, int] = {}
 
