@@ -90,7 +90,8 @@ def _arch(hf_config: Any, source: str, dtype: str) -> Architecture:
 
 def architecture(cfg: Any, series: Any) -> Architecture:
     """The study's architecture: ``[model] architecture``, the first local checkpoint's
-    config, the embedded pre-training's model, or a hub config when the hub answers."""
+    config, the embedded pre-training's model, or a hub config already in the local hub
+    cache (plan never goes to the network)."""
     from transformers import AutoConfig
 
     dtype = cfg.model.dtype
@@ -121,7 +122,10 @@ def architecture(cfg: Any, series: Any) -> Architecture:
         where = cfg.model.pretrain_config or "the embedded pre-training config"
         return _arch(model.config, f"{where} (the series it trains)", dtype)
     first = series.checkpoints[0]
-    kw = {"revision": first.revision} if first.revision else {}
+    # Never the network: a hub checkpoint's config only from the local hub cache.
+    kw: dict[str, Any] = {"local_files_only": True}
+    if first.revision:
+        kw["revision"] = first.revision
     if first.gguf_file:
         kw["gguf_file"] = first.gguf_file
     try:
