@@ -105,6 +105,21 @@ def test_run_directory_layout(finished_run):
     assert html.count("data:image/png;base64,") >= 3
 
 
+def test_concept_data_checks_reach_the_report(finished_run):
+    """Matching before/after, the shortcut table and the lexical split are in the report."""
+    from babelscope.report import pool_checks as pc
+
+    _, run = finished_run
+    t = pc.matching_table(run.dir)
+    assert {"value_unmatched", "value_matched"} <= set(t.columns) and len(t)
+    assert len(pc.shortcut_table(run.dir)) and pc.shortcut_claims(run.dir)
+    al = pd.read_parquet(run.dir / "results" / "alignment.parquet")
+    assert {"overlap_shared", "overlap_disjoint"} <= set(al["measure"])
+    assert (run.dir / "figures" / "shortcuts.png").exists()
+    html = (run.dir / "report.html").read_text()
+    assert "What the concept data measures" in html and "unmatched" in html
+
+
 def test_second_run_is_cached(finished_run):
     cfg_path, run = finished_run
     before = {p: p.stat().st_mtime_ns for p in (run.dir / "results").glob("*.parquet")}

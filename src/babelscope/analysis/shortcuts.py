@@ -60,15 +60,26 @@ def trivial_scores(
     }
 
 
-def _ap_by_half(scores: np.ndarray, y: np.ndarray, idx: list[np.ndarray]) -> list[np.ndarray]:
-    """AP of every column of ``scores`` on each half's members ``idx[h]``: (candidates,) each."""
+def _ap_all_candidates(
+    every: np.ndarray, labels: np.ndarray, members: np.ndarray, half: np.ndarray
+) -> list[np.ndarray]:
+    """Per half, ``(C, candidates)`` AP of every candidate column of ``every`` for every
+    concept over its members of that half (NaN where a half has no positive or no
+    negative). Concepts with the same members share one ranking."""
+    from babelscope.analysis.member_scores import member_groups
+
+    y = np.asarray(labels, dtype=bool)
     out = []
-    for ix in idx:
-        pos = np.flatnonzero(y[ix])
-        if len(ix) == 0 or len(pos) == 0 or len(pos) == len(ix):
-            out.append(np.full(scores.shape[1], np.nan))
-            continue
-        out.append(ap_of_sets(ranks(scores[ix].astype(np.float32)), [pos])[0].astype(np.float64))
+    for h in (0, 1):
+        ap = np.full((y.shape[1], every.shape[1]), np.nan)
+        for idx, cols in member_groups(members, np.asarray(half) == h):
+            sets = [np.flatnonzero(y[idx, j]) for j in cols]
+            ok = [q for q, pos in enumerate(sets) if 0 < len(pos) < len(idx)]
+            if not ok:
+                continue
+            table = ranks(every[idx].astype(np.float32))
+            ap[cols[ok]] = ap_of_sets(table, [sets[q] for q in ok]).astype(np.float64)
+        out.append(ap)
     return out
 
 
@@ -108,13 +119,17 @@ def pool_shortcuts(
     from babelscope.analysis.stats import expected_random_ap
 
     y_all = np.asarray(pool.labels, dtype=bool)
+    names = list(candidates)
+    every = np.concatenate([candidates[f] for f in names], axis=1)
+    bounds = np.cumsum([0] + [candidates[f].shape[1] for f in names])
+    ap_h = _ap_all_candidates(every, y_all, pool.members, half)
     rows = []
     for j, concept in enumerate(pool.concepts):
         idx = [np.flatnonzero(pool.members[:, j] & (half == h)) for h in (0, 1)]
         y = y_all[:, j]
-        fam = {f: heldout_best(_ap_by_half(candidates[f], y, idx)) for f in candidates}
-        every = np.concatenate(list(candidates.values()), axis=1)
-        best = heldout_best(_ap_by_half(every, y, idx))
+        fam = {f: heldout_best([a[j, bounds[i] : bounds[i + 1]] for a in ap_h])
+               for i, f in enumerate(names)}  # fmt: skip
+        best = heldout_best([a[j] for a in ap_h])
         name = max((f for f in fam if np.isfinite(fam[f])), key=lambda f: fam[f], default="")
         c = shard["concepts"].index(concept)
         med = expert_median(shard["ap_half0"][c].astype(np.float64),
