@@ -196,3 +196,20 @@ def test_new_weights_at_the_same_path_are_analysed_again(tmp_path, tiny_data, ti
     meta = read_parquet_metadata(again.dir / "results" / "probe.parquet")
     assert meta["fingerprints"]["1"] == fp_before["2"]
     # (a reused result would carry the old fingerprint: these were recomputed)
+
+
+def test_standalone_align_on_a_finished_run(finished_run, tmp_path):
+    """`babelscope align` on a copy of a run: one summary line per whole-model row, with its
+    null and p (the rows have no closed-form chance column)."""
+    import shutil
+
+    _, run = finished_run
+    copy = tmp_path / "run"
+    shutil.copytree(run.dir, copy, ignore=shutil.ignore_patterns(".lock"))
+    r = subprocess.run(
+        [sys.executable, "-m", "babelscope", "align", "--out", str(copy), "--k", "2"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "null" in r.stdout + r.stderr and "Traceback" not in r.stderr
+    assert (copy / "figures" / "shortcuts.png").exists()
