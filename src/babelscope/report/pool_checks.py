@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 COMPARED = ("overlap", "transfer_ap", "self_ap", "crosslingual")
+ALPHA = 0.05
 
 
 def _last(df: pd.DataFrame) -> pd.DataFrame:
@@ -104,11 +105,18 @@ def lexical_claims(run: Path) -> list[str]:
         if f"{base}_shared" not in whole.index:
             continue
         s, d = whole.loc[f"{base}_shared"], whole.loc[f"{base}_disjoint"]
+        above_s, above_d = s["p_value"] <= ALPHA, d["p_value"] <= ALPHA
+        verdict = (
+            "above its null over token-disjoint items too: not only lexical" if above_d
+            else "above its null over token-sharing items only: what is above the null cannot "
+            "be told apart from shared tokens" if above_s
+            else "above its null over neither kind of item"
+        )  # fmt: skip
         out.append(
             f"Whole-model {name} at the last checkpoint: {s['value']:.4f} over {int(s['n_items'])} "
             f"token-sharing items (null {s['null_mean']:.4f}, p = {s['p_value']:.3g}) and "
             f"{d['value']:.4f} over {int(d['n_items'])} token-disjoint items (null "
-            f"{d['null_mean']:.4f}, p = {d['p_value']:.3g})."
+            f"{d['null_mean']:.4f}, p = {d['p_value']:.3g}): {verdict} (p <= {ALPHA})."
         )
     p = res / "alignment_lexical.parquet"
     if p.exists():
