@@ -206,9 +206,12 @@ def test_standalone_align_on_a_finished_run(finished_run, tmp_path):
     _, run = finished_run
     copy = tmp_path / "run"
     shutil.copytree(run.dir, copy, ignore=shutil.ignore_patterns(".lock"))
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "BABELSCOPE_QUIET"}  # see its lines
     r = subprocess.run(
         [sys.executable, "-m", "babelscope", "align", "--out", str(copy), "--k", "2"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=300, env=env,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     assert "null" in r.stdout + r.stderr and "Traceback" not in r.stderr

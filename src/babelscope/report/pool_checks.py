@@ -90,9 +90,10 @@ def lexical_rows(run: Path) -> pd.DataFrame:
     if not p.exists():
         return pd.DataFrame()
     df = _last(pd.read_parquet(p))
-    t = df[df["measure"].str.endswith(("_shared", "_disjoint"))]
-    return t[["layer", "measure", "value", "ci_lo", "ci_hi", "null_mean", "null_p95", "p_value",
-              "n_items"]].reset_index(drop=True)  # fmt: skip
+    t = df[df["measure"].astype(str).str.endswith(("_shared", "_disjoint"))]
+    cols = ["layer", "measure", "value", "ci_lo", "ci_hi", "null_mean", "null_p95", "p_value",
+            "n_items"]  # fmt: skip
+    return t[[c for c in cols if c in t.columns]].reset_index(drop=True)
 
 
 def lexical_claims(run: Path) -> list[str]:
@@ -113,9 +114,9 @@ def lexical_claims(run: Path) -> list[str]:
             else "above its null over neither kind of item"
         )  # fmt: skip
         out.append(
-            f"Whole-model {name} at the last checkpoint: {s['value']:.4f} over {int(s['n_items'])} "
+            f"Whole-model {name} at the last checkpoint: {s['value']:.4f} over {int(s.get('n_items', 0))} "
             f"token-sharing items (null {s['null_mean']:.4f}, p = {s['p_value']:.3g}) and "
-            f"{d['value']:.4f} over {int(d['n_items'])} token-disjoint items (null "
+            f"{d['value']:.4f} over {int(d.get('n_items', 0))} token-disjoint items (null "
             f"{d['null_mean']:.4f}, p = {d['p_value']:.3g}): {verdict} (p <= {ALPHA})."
         )
     p = res / "alignment_lexical.parquet"
