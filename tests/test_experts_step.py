@@ -51,3 +51,25 @@ def test_a_step_stopped_part_way_redoes_only_what_is_missing(tmp_path, tiny_seri
     for k in spa:
         np.testing.assert_array_equal(again[k], spa[k], err_msg=k)
     pd.testing.assert_frame_equal(df, df2)
+
+
+def test_unmatched_pools_as_the_study_and_no_stale_comparison(tmp_path, tiny_series_dir):
+    """pools = "unmatched" scores into the step's own folder (align reads it); turning the
+    comparison off removes an earlier one, so the align stage cannot show it."""
+    from babelscope.analysis.alignment import AlignSettings, run_alignment
+    from babelscope.checkpoints.series import resolve_series
+    from test_experts import _data_dir
+
+    series = resolve_series(str(tiny_series_dir))
+    data, out = _data_dir(tmp_path), tmp_path / "run"
+    align = AlignSettings(k=1, permutations=5)
+    run_experts(series, data, out, ExpertSettings(min_positives=1, threads=1), align=align)
+    last = out / "results" / "ap" / "step-2"
+    assert (last / "unmatched").is_dir()
+    run_alignment(out, align)
+    assert (out / "results" / "alignment_unmatched.parquet").exists()
+    st = ExpertSettings(min_positives=1, threads=1, pools="unmatched")
+    run_experts(series, data, out, st, align=align)
+    assert not (last / "unmatched").exists() and (last / "eng.npz").exists()
+    df = run_alignment(out, align)
+    assert len(df) and not (out / "results" / "alignment_unmatched.parquet").exists()

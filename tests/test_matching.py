@@ -23,18 +23,20 @@ def test_negatives_match_positives_strata():
     rng = np.random.default_rng(0)
     src, lengths, pos = _lang(rng)
     st = strata(src, lengths, 3)
-    base = rng.random(len(src)) < 0.5
+    order = rng.permutation(len(src))
     cap = capacity(pos, pos, st, 2)
-    p, n = draw_matched(pos, pos, st, base, cap, 2, 0, "eng", "password")
+    p, n = draw_matched(pos, pos, st, order, cap, 2, 0, "eng", "password")
     assert len(p) == cap and len(n) == 2 * cap
     assert pos[p].all() and not pos[n].any()
     # every stratum holds exactly two negatives per positive
     for s in np.unique(st[p]):
         assert (st[n] == s).sum() == 2 * (st[p] == s).sum()
     assert (src[n] == "django").mean() == (src[p] == "django").mean()
-    # base-pool sentences come first among the candidates
-    assert base[n].mean() >= base[~pos].mean()
-    again = draw_matched(pos, pos, st, base, cap, 2, 0, "eng", "password")
+    # negatives are the first free sentences of their stratum in the shared order
+    for s in np.unique(st[n]):
+        free = np.flatnonzero(~pos & (st == s))
+        assert set(n[st[n] == s]) == set(free[np.argsort(order[free])][: (st[n] == s).sum()])
+    again = draw_matched(pos, pos, st, order, cap, 2, 0, "eng", "password")
     assert (again[0] == p).all() and (again[1] == n).all()  # seeded
 
 

@@ -40,7 +40,7 @@ def _study(seed=0):
         half = rng.permutation(np.arange(N) % 2).astype(np.int8)
         st = strata(src, np.zeros(N), 1)
         n = capacity(y, y, st, 1)
-        p, q = draw_matched(y, y, st, np.ones(N, bool), n, 1, seed, lang, "password")
+        p, q = draw_matched(y, y, st, rng.permutation(N), n, 1, seed, lang, "password")
         matched = np.zeros(N, bool)
         matched[np.concatenate([p, q])] = True
         for variant, mem in (("unmatched", np.ones(N, bool)), ("matched", matched)):

@@ -31,7 +31,16 @@ def concept_keep(out_dir: Path, settings: Any) -> set[str]:
     table = load_shortcuts(out_dir)
     if table is None or settings.keep_shortcut_concepts:
         return set()
-    return {c for c, f in concept_flags(table).items() if f}
+    return {c for c, f in concept_flags(table, main_pools(out_dir)).items() if f}
+
+
+def main_pools(out_dir: Path) -> str:
+    """The kind of pool the study scored (``[experts] pools``), from experts.parquet."""
+    from babelscope.io import read_parquet_metadata
+
+    path = Path(out_dir) / "results" / "experts.parquet"
+    meta = read_parquet_metadata(path) if path.exists() else {}
+    return str((meta.get("settings") or {}).get("pools", "matched"))
 
 
 def lexical_split(out_dir: Path, langs: list[str], concepts: list[str]) -> np.ndarray | None:

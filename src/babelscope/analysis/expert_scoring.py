@@ -137,7 +137,7 @@ def score_step(
     from babelscope.progress import track
 
     null_pools = list(range(len(pools))) if null_pools is None else null_pools
-    scorings = [Scoring(settings.pools, pools, halves, plan, null_pools), *also]
+    scorings = [Scoring("main", pools, halves, plan, null_pools), *also]
     langs = list(dict.fromkeys(p.lang for sc in scorings for p in sc.pools))
     ranks: list[dict[int, Any]] = [{} for _ in scorings]
     for lang in track(langs, f"step {step}: languages", transient=True):

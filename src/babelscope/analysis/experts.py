@@ -184,13 +184,14 @@ class UnitScores:
         return [(int(layer), int(u)) for u in idx]
 
 
-def step_dir(out_dir: Path, step: int, variant: str = "matched") -> Path:
-    """Where a checkpoint's shards and null are: the unmatched comparison in a subfolder."""
+def step_dir(out_dir: Path, step: int, variant: str = "main") -> Path:
+    """Where a checkpoint's shards and null are: the study's scoring (``main``, whatever its
+    pools) in the step's folder, the unmatched comparison in a subfolder."""
     d = Path(out_dir) / "results" / AP_DIR / f"step-{int(step)}"
-    return d if variant == "matched" else d / variant
+    return d if variant in ("main", "matched") else d / variant
 
 
-def shard_path(out_dir: Path, step: int, lang: str, variant: str = "matched") -> Path:
+def shard_path(out_dir: Path, step: int, lang: str, variant: str = "main") -> Path:
     return step_dir(out_dir, step, variant) / f"{lang}.npz"
 
 
@@ -342,6 +343,16 @@ def _step_key(
                           "settings": s, "dtype": dtype, "null": null})  # fmt: skip
 
 
+def _drop_stale_comparisons(out_dir: Path, keep_step: int | None) -> None:
+    """Remove unmatched comparisons other than the one this run makes (at ``keep_step``):
+    the align stage must never show a comparison left by another run."""
+    import shutil
+
+    for d in (Path(out_dir) / "results" / AP_DIR).glob("step-*/unmatched"):
+        if keep_step is None or d.parent.name != f"step-{keep_step}":
+            shutil.rmtree(d, ignore_errors=True)
+
+
 def top_table(step: int, lang: str, shard: dict[str, Any], top_k: int) -> pd.DataFrame:
     """The top ``top_k`` units per concept of one shard, as rows of experts.parquet."""
     offsets = np.concatenate([[0], np.cumsum(shard["widths"])])
@@ -406,7 +417,7 @@ def run_experts(
         )
     from babelscope.analysis.expert_scoring import _lexical, _scoring, same_items, split_for
 
-    main = _scoring(scored, settings, align, settings.pools)
+    main = _scoring(scored, settings, align, "main")
     lexical = _lexical(series, data_dir, main.plan, out_dir)
     compare = None
     if settings.compare_unmatched and settings.pools == "matched":
@@ -417,6 +428,7 @@ def run_experts(
         compare.plan.split = split_for(lexical, compare.plan)
         compare.plan.settings = main.plan.settings
     halves, plan, null_pools = main.halves, main.plan, main.null_pools
+    _drop_stale_comparisons(out_dir, int(series.checkpoints[-1].step) if compare else None)
     results = out_dir / "results"
     # One unit per checkpoint (experts_step), run by the executor (serial by default);
     # each writes its shards, null and marker, and keeps what an earlier run finished.

@@ -75,7 +75,7 @@ class LastStepExtras:
 
     def _scorings(self) -> list[Scoring]:
         j = self.job
-        return [Scoring(j.settings.pools, j.pools, j.halves), *self.also]
+        return [Scoring("main", j.pools, j.halves), *self.also]
 
     def on_language(self, lang: str, pooled: Any) -> None:
         """Shortcut rows of ``lang`` for every scoring (after its shards are written)."""

@@ -255,6 +255,9 @@ def _matched_pools(
         rows = corpus[corpus["lang"] == lang]
         stratum[lang] = strata(rows["source"].astype(str).to_numpy(),
                                rows["text"].astype(str).str.len().to_numpy(), match.length_bins)  # fmt: skip
+    # one random order per language: every concept's negatives are the first free sentences
+    # of their stratum in it (a uniform sample each, shared across concepts)
+    order = {lang: _lang_rng(seed + 1, lang).permutation(len(stratum[lang])) for lang in languages}
     out: dict[str, dict[str, np.ndarray]] = {lang: {} for lang in languages}
     for c in sorted(eligible):
         caps = {}
@@ -269,7 +272,7 @@ def _matched_pools(
         n = min(ok.values())
         for lang in ok:
             mask = found_in[lang][2][c]
-            pos, neg = draw_matched(mask & base_pool[lang], mask, stratum[lang], base_pool[lang],
+            pos, neg = draw_matched(mask & base_pool[lang], mask, stratum[lang], order[lang],
                                     n, match.ratio, seed, lang, c)  # fmt: skip
             out[lang][c] = np.concatenate([pos, neg])
     return out

@@ -16,8 +16,12 @@ parallel), and so "aligns". A matched pool removes that advantage:
 * a stratum with too few negatives keeps fewer positives (``min(P_s, N_s // ratio)``), so a
   language's positives may lean towards the strata where matching is possible.
 
-Negatives are taken from the language's base pool first (those sentences are extracted
-anyway), then from the rest of its text. Sampling is seeded per (language, concept).
+Negatives are a uniform random sample of the stratum's sentences without the concept:
+every concept of a language takes its negatives in one shared random order of the
+language's sentences (the first ones without the concept, stratum by stratum). Each
+concept's negatives are still a uniform sample, with the natural share of other concepts'
+positives, while concepts share negatives, so the extracted pool grows little. Positives
+are sampled per (language, concept); everything is seeded.
 """
 
 from __future__ import annotations
@@ -79,7 +83,7 @@ def draw_matched(
     positive: np.ndarray,
     candidate_pos: np.ndarray,
     stratum: np.ndarray,
-    in_base: np.ndarray,
+    order: np.ndarray,
     n: int,
     ratio: int,
     seed: int,
@@ -89,8 +93,9 @@ def draw_matched(
     """``(positives, negatives)`` index arrays of one matched pool with ``n`` positives.
 
     ``positive``: the sentences that may be drawn as positives; ``candidate_pos``: every
-    positive of the concept (never a negative); ``in_base``: sentences of the base pool,
-    preferred as negatives. ``n`` must not exceed :func:`capacity`.
+    positive of the concept (never a negative); ``order``: the language's shared random
+    rank of every sentence (negatives are the first free ones in it). ``n`` must not
+    exceed :func:`capacity`.
     """
     rng = np.random.default_rng([seed, zlib.crc32(lang.encode()), zlib.crc32(concept.encode())])
     ids = np.unique(stratum[positive])
@@ -105,10 +110,7 @@ def draw_matched(
             continue
         p = np.flatnonzero(positive & (stratum == s))
         pos.append(rng.choice(p, size=k, replace=False))
-        free = ~candidate_pos & (stratum == s)
-        # base-pool sentences first (already extracted), each group in random order
-        first = rng.permutation(np.flatnonzero(free & in_base))
-        rest = rng.permutation(np.flatnonzero(free & ~in_base))
-        neg.append(np.concatenate([first, rest])[: k * ratio])
+        free = np.flatnonzero(~candidate_pos & (stratum == s))
+        neg.append(free[np.argsort(order[free], kind="stable")][: k * ratio])
     cat = lambda xs: np.sort(np.concatenate(xs)) if xs else np.zeros(0, dtype=np.int64)  # noqa: E731
     return cat(pos), cat(neg)
