@@ -13,25 +13,52 @@ from babelscope.analysis.lexical import (
     word_forms,
 )
 from babelscope.concepts.lexicon import ConceptLexicon
-from helpers import make_tokenizer
 
 
-def test_token_sets_and_table(tmp_path):
-    tok = make_tokenizer(tmp_path)
+def _bpe():
+    """A byte-level BPE that has learned the test's words as whole tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    text = ["computer computer data datos agua water 数据 计算机"] * 50
+    tok.train_from_iterator(
+        text,
+        trainers.BpeTrainer(vocab_size=400, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()),
+    )
+    return PreTrainedTokenizerFast(tokenizer_object=tok)
+
+
+def test_token_sets_and_table():
+    tok = _bpe()
     lex = ConceptLexicon(table={
-        "data": {"eng": ["data"], "spa": ["datos|!datum"], "zho": ["数据"]},
-        "water": {"eng": ["water*"], "spa": ["agua"]},
+        "computer": {"eng": ["computer"], "nld": ["computer"], "zho": ["计算机"]},
+        "water": {"eng": ["water*"], "spa": ["agua|!aguacate"]},
     })  # fmt: skip
     assert word_forms(["!x", "water*", "agua"]) == ["water", "agua"]
-    assert token_set(tok, ["data"]) == token_set(tok, ["data", "data"])
-    t = lexical_table(tok, lex, ["data", "water"], ["eng", "spa", "zho"])
-    assert len(t) == 3 + 1  # data: three pairs; water: eng-spa
-    row = t[(t.concept == "data") & (t.lang_a == "eng") & (t.lang_b == "spa")].iloc[0]
-    assert row.shared and 0 < row.jaccard <= 1  # "data" and "datos" share pieces
-    zho = t[(t.concept == "data") & (t.lang_b == "zho")]
+    assert token_set(tok, ["computer"]) == token_set(tok, ["computer", "computer"])
+    assert token_set(tok, ["computer"])  # a whole-word token is kept
+    t = lexical_table(tok, lex, ["computer", "water"], ["eng", "nld", "zho", "spa"])
+    assert len(t) == 3 + 1  # computer: three pairs; water: eng-spa
+    row = t[(t.concept == "computer") & (t.lang_a == "eng") & (t.lang_b == "nld")].iloc[0]
+    assert row.shared and row.jaccard == 1.0
+    zho = t[(t.concept == "computer") & (t.lang_b == "zho")]
     assert not zho["shared"].any() and (zho["jaccard"] == 0).all()  # different scripts
-    mask = split_mask(t, ["eng", "spa", "zho"], ["data", "water"])
-    assert mask[0, 0, 1] and mask[1, 0, 0] and not mask[0, 0, 2]
+    w = t[t.concept == "water"].iloc[0]
+    assert not w.shared  # water / agua: no token of two or more characters in common
+    mask = split_mask(t, ["eng", "nld", "zho", "spa"], ["computer", "water"])
+    assert mask[0, 0, 1] == 1 and mask[1, 0, 0] == 1 and mask[0, 0, 2] == 0
+    assert mask[0, 1, 1] == -1  # nld has no words for water: unknown, in neither split
+
+
+def test_meaningful_tokens():
+    from babelscope.analysis.lexical import _meaningful
+
+    assert _meaningful(" data") and _meaningful("水") and _meaningful("ab")
+    assert not _meaningful(" s") and not _meaningful(" ") and not _meaningful("\ufffd")
+    assert not _meaningful(".")
 
 
 def test_split_measures_separate_planted_lexical_alignment():
@@ -54,6 +81,11 @@ def test_split_measures_separate_planted_lexical_alignment():
     n_shared = len(r.items["overlap_shared"][0])
     assert n_shared + len(r.items["overlap_disjoint"][0]) == len(r.items["overlap"][0])
     assert (r.cells["overlap"][:, 0] < r.cells["overlap"][:, 2]).all()
+    unknown = split.astype(np.int8)
+    unknown[3, :, :] = unknown[:, :, 3] = -1  # a language without words: in neither split
+    u = scope_measures(ap0, ap1, k, 2, items=True, split=unknown)
+    n_split = len(u.items["overlap_shared"][0]) + len(u.items["overlap_disjoint"][0])
+    assert n_split == len(u.items["overlap"][0]) - 3 * n_c  # the three pairs with language 3
 
 
 def test_lexical_correlation_detects_and_refutes():

@@ -92,6 +92,14 @@ def item_table(stash: dict[str, Any], langs: list[str], measure: str = "overlap"
     })  # fmt: skip
 
 
+def _sorted_pairs(df: pd.DataFrame) -> pd.DataFrame:
+    """``lang_a``/``lang_b`` swapped where needed so that ``lang_a < lang_b``."""
+    df = df.copy()
+    swap = df["lang_a"].astype(str) > df["lang_b"].astype(str)
+    df.loc[swap, ["lang_a", "lang_b"]] = df.loc[swap, ["lang_b", "lang_a"]].to_numpy()
+    return df
+
+
 def write_lexical_summary(
     out_dir: Path, stash: dict[str, Any], langs: list[str], step: int, meta: dict[str, Any]
 ) -> pd.DataFrame | None:
@@ -105,14 +113,12 @@ def write_lexical_summary(
     if not path.exists() or "result" not in stash:
         out.unlink(missing_ok=True)
         return None
-    table = pd.read_parquet(path)
-    # items are ordered pairs for transfer AP; the lexical table has a < b in language order
-    order = {lang: i for i, lang in enumerate(langs)}
+    # pairs named the same way on both sides (sorted codes): transfer AP has ordered pairs,
+    # and the lexical table's order is the experts stage's language order
+    table = _sorted_pairs(pd.read_parquet(path))
     rows = []
     for measure in ("overlap", "transfer_ap"):
-        items = item_table(stash, langs, measure)
-        swap = items["lang_a"].map(order) > items["lang_b"].map(order)
-        items.loc[swap, ["lang_a", "lang_b"]] = items.loc[swap, ["lang_b", "lang_a"]].to_numpy()
+        items = _sorted_pairs(item_table(stash, langs, measure))
         items = items.groupby(["concept", "lang_a", "lang_b"], as_index=False)[measure].mean()
         merged = table.merge(items, on=["concept", "lang_a", "lang_b"])
         corr = lexical_correlation(table, items, measure)

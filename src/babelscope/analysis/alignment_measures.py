@@ -155,8 +155,9 @@ def scope_measures(
     ``real`` (L,) marks the real languages: the averages, items and cross-lingual counts
     use those only, so a control language (a cipher of a real one, which must align with
     it) does not lift them; the language x language ``pairs`` cover every language.
-    ``split`` (L, C, L) bool marks the (language, concept, language) items whose concept
-    words share tokens: it adds the :data:`SPLIT_MEASURES`.
+    ``split`` (L, C, L) marks the (language, concept, language) items whose concept words
+    share tokens (1), share none (0) or are unknown (-1, in neither): it adds the
+    :data:`SPLIT_MEASURES`.
     """
     hi = ap0.shape[-1] if hi is None else hi
     a0 = ap0[..., lo:hi]
@@ -185,11 +186,11 @@ def scope_measures(
     masks = {"overlap": both & upper & real_pair, "jaccard": both & upper & real_pair,
              "transfer_ap": off & real_pair, "self_ap": both & eye & real_pair}  # fmt: skip
     arrays = {"overlap": overlap, "jaccard": jaccard, "transfer_ap": transfer, "self_ap": transfer}
-    if split is not None:
-        sp = np.asarray(split, dtype=bool)
+    if split is not None:  # 1 shared, 0 disjoint, -1 unknown (in neither)
+        sp = np.asarray(split).astype(np.int8)
         for base in ("overlap", "transfer_ap"):
-            masks[f"{base}_shared"] = masks[base] & sp
-            masks[f"{base}_disjoint"] = masks[base] & ~sp
+            masks[f"{base}_shared"] = masks[base] & (sp == 1)
+            masks[f"{base}_disjoint"] = masks[base] & (sp == 0)
             arrays[f"{base}_shared"] = arrays[f"{base}_disjoint"] = arrays[base]
     value = {name: _mean(arrays[name], masks[name]) for name in masks}
 

@@ -5,8 +5,10 @@ spelled alike in several languages, and a byte-level BPE splits many words into 
 pieces. For every concept and language pair this module measures the overlap of the
 concept's words **as the model's own tokenizer splits them**: the Jaccard index of the
 two token-id sets (each word tokenized alone and after a space, since BPE vocabularies
-keep both forms). A pair is *token-sharing* when the sets intersect, *token-disjoint*
-otherwise (pairs in different scripts usually are); the alignment measures are then
+keep both forms; byte fragments, lone letters and space markers are left out). A pair is
+*token-sharing* when the sets intersect, *token-disjoint* otherwise (pairs in different
+scripts usually are), *unknown* when a language has no words for the concept; the alignment
+measures are then
 reported for the two kinds of pairs apart (``SPLIT_MEASURES`` of
 :mod:`babelscope.analysis.alignment_measures`).
 """
@@ -28,12 +30,29 @@ def word_forms(forms: list[str]) -> list[str]:
     return [f.strip("*") for f in forms if not f.startswith("!") and f.strip("*")]
 
 
+def _meaningful(piece: str) -> bool:
+    """A token that can carry a shared word: at least two characters once whitespace is
+    stripped, or one CJK ideograph / kana; never a byte fragment (U+FFFD) or a lone
+    letter, space marker or punctuation sign (they would make almost every pair share)."""
+    import unicodedata
+
+    text = piece.strip()
+    if not text or "\ufffd" in text:
+        return False
+    if len(text) >= 2:
+        return True
+    name = unicodedata.name(text, "")
+    return name.startswith(("CJK", "HIRAGANA", "KATAKANA", "HANGUL"))
+
+
 def token_set(tokenizer: Any, words: list[str]) -> set[int]:
-    """Token ids of ``words``, each alone and after a space, without special tokens."""
+    """Token ids of ``words``, each alone and after a space, without special tokens, and
+    only the :func:`_meaningful` ones."""
     out: set[int] = set()
     for w in words:
         for text in (w, " " + w):
-            out.update(int(t) for t in tokenizer(text, add_special_tokens=False)["input_ids"])
+            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+            out.update(int(t) for t in ids if _meaningful(tokenizer.decode([int(t)])))
     return out
 
 
@@ -64,15 +83,16 @@ def lexical_table(
 
 
 def split_mask(table: pd.DataFrame, langs: list[str], concepts: list[str]) -> np.ndarray:
-    """(L, C, L) bool: the concept's words share tokens in the two languages (symmetric;
-    a pair absent from ``table`` counts as disjoint)."""
+    """(L, C, L) int8, symmetric: 1 where the concept's words share a token in the two
+    languages, 0 where they share none, -1 where a language has no words for it (labelled
+    by pivot only): unknown items are in neither split."""
     li = {lang: i for i, lang in enumerate(langs)}
     ci = {c: j for j, c in enumerate(concepts)}
-    out = np.zeros((len(langs), len(concepts), len(langs)), dtype=bool)
+    out = np.full((len(langs), len(concepts), len(langs)), -1, dtype=np.int8)
     for r in table.itertuples():
-        if r.shared and r.concept in ci and r.lang_a in li and r.lang_b in li:
+        if r.concept in ci and r.lang_a in li and r.lang_b in li:
             a, c, b = li[r.lang_a], ci[r.concept], li[r.lang_b]
-            out[a, c, b] = out[b, c, a] = True
+            out[a, c, b] = out[b, c, a] = int(bool(r.shared))
     return out
 
 
@@ -82,10 +102,16 @@ def data_lexicon(data_dir: str | Path) -> Any:
     from babelscope.concepts.lexicon import ConceptLexicon
     from babelscope.corpora.cipher import control_lexicon, load_ciphers
     from babelscope.corpora.corpus import load_manifest
+    from babelscope.errors import BabelscopeError
 
     table = (load_manifest(data_dir).get("settings") or {}).get("concept_table")
     path = table.get("path") if isinstance(table, dict) else table
-    lex = ConceptLexicon.load(path if path and Path(path).is_file() else None)
+    if path and not Path(path).is_file():  # never split by other words than the labels'
+        raise BabelscopeError(
+            f"the concept table {path} that labelled {data_dir} is gone: put it back or "
+            "rebuild the data with `babelscope data build --force`"
+        )
+    lex = ConceptLexicon.load(path or None)
     ciphers = load_ciphers(data_dir)
     return control_lexicon(lex, ciphers) if ciphers else lex
 

@@ -106,18 +106,21 @@ def lexical_claims(run: Path) -> list[str]:
         if f"{base}_shared" not in whole.index:
             continue
         s, d = whole.loc[f"{base}_shared"], whole.loc[f"{base}_disjoint"]
-        above_s, above_d = s["p_value"] <= ALPHA, d["p_value"] <= ALPHA
-        verdict = (
-            "above its null over token-disjoint items too: not only lexical" if above_d
-            else "above its null over token-sharing items only: what is above the null cannot "
-            "be told apart from shared tokens" if above_s
-            else "above its null over neither kind of item"
-        )  # fmt: skip
+        if not (np.isfinite(s["p_value"]) and np.isfinite(d["p_value"])):
+            verdict = "no permutation null was computed, so no claim is made"
+        elif d["p_value"] <= ALPHA:
+            verdict = (f"above its null (p <= {ALPHA}) also over items whose concept words "
+                       "share no token of two or more characters")  # fmt: skip
+        elif s["p_value"] <= ALPHA:
+            verdict = (f"above its null (p <= {ALPHA}) over token-sharing items only: what is "
+                       "above the null cannot be told apart from shared tokens")  # fmt: skip
+        else:
+            verdict = f"above its null (p <= {ALPHA}) over neither kind of item"
         out.append(
             f"Whole-model {name} at the last checkpoint: {s['value']:.4f} over {int(s.get('n_items', 0))} "
             f"token-sharing items (null {s['null_mean']:.4f}, p = {s['p_value']:.3g}) and "
             f"{d['value']:.4f} over {int(d.get('n_items', 0))} token-disjoint items (null "
-            f"{d['null_mean']:.4f}, p = {d['p_value']:.3g}): {verdict} (p <= {ALPHA})."
+            f"{d['null_mean']:.4f}, p = {d['p_value']:.3g}): {verdict}."
         )
     p = res / "alignment_lexical.parquet"
     if p.exists():
