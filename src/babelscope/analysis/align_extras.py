@@ -9,6 +9,10 @@
   the last checkpoint (permutation p), with the share of items that share tokens.
 * **Before matching** (``ap/step-<N>/unmatched/``): the same rows on the unmatched pools at
   the last checkpoint, ``results/alignment_unmatched.parquet``.
+* **With the flagged concepts** (``results/alignment_with_flagged.parquet``): the last
+  checkpoint's rows with every concept kept. Which concepts are flagged depends on their
+  experts' AP, and the null is not re-selected under permutation, so the rows without them
+  are shown beside the rows with them.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 UNMATCHED_FILE = "alignment_unmatched.parquet"
+WITH_FLAGGED_FILE = "alignment_with_flagged.parquet"
 LEXICAL_SUMMARY_FILE = "alignment_lexical.parquet"
 
 
@@ -77,6 +82,29 @@ def unmatched_rows(
     rows, _ = align_step(step, arr, langs, scopes, m, null, settings, keep=keep, split=split)
     df = pd.DataFrame(rows)
     write_parquet_atomic(df, path, metadata={**meta, "pools": "unmatched (before matching)"})
+    return df
+
+
+def with_flagged_rows(
+    out_dir: Path, step: int, langs: list[str], scopes: list, m: int, settings: Any,
+    flagged: set[str], meta: dict[str, Any],
+) -> pd.DataFrame | None:  # fmt: skip
+    """The last checkpoint's rows with every concept (written when some were left out)."""
+    from babelscope.analysis.alignment import _load_step, align_step, step_arrays
+    from babelscope.analysis.alignment_null import NULL_FILE, load_null
+    from babelscope.analysis.experts import step_dir
+    from babelscope.io import write_parquet_atomic
+
+    path = Path(out_dir) / "results" / WITH_FLAGGED_FILE
+    if not flagged:
+        path.unlink(missing_ok=True)
+        return None
+    arr = step_arrays(_load_step(out_dir, step, langs), langs)
+    null = load_null(step_dir(out_dir, step) / NULL_FILE)
+    split = lexical_split(out_dir, langs, arr["concepts"])
+    rows, _ = align_step(step, arr, langs, scopes, m, null, settings, split=split)
+    df = pd.DataFrame(rows)
+    write_parquet_atomic(df, path, metadata={**meta, "concepts": "all, flagged ones kept"})
     return df
 
 

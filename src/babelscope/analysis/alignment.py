@@ -372,6 +372,7 @@ def run_alignment(out_dir: str | Path, settings: AlignSettings | None = None) ->
         concept_keep,
         lexical_split,
         unmatched_rows,
+        with_flagged_rows,
         write_lexical_summary,
     )
 
@@ -427,6 +428,7 @@ def run_alignment(out_dir: str | Path, settings: AlignSettings | None = None) ->
     meta["shortcut_concepts_left_out"] = sorted(flagged)
     write_parquet_atomic(df, results / ALIGNMENT_FILE, metadata=meta)
     unmatched_rows(out_dir, steps[-1], langs, scopes, m, settings, flagged, meta)
+    with_flagged_rows(out_dir, steps[-1], langs, scopes, m, settings, flagged, meta)
     write_lexical_summary(out_dir, stash, langs, steps[-1], meta)
     write_parquet_atomic(pd.DataFrame(mat_rows), results / OVERLAP_FILE, metadata=meta)
     traj_cols = [

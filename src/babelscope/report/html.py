@@ -253,6 +253,8 @@ def _pool_checks(run_dir: Path) -> str:
          pc.matching_table(run_dir)),
         ("Shortcuts per concept (medians over languages; share of languages flagged)",
          pc.shortcut_table(run_dir)),
+        ("Whole model, last checkpoint, without and with the flagged concepts",
+         pc.flagged_table(run_dir)),
         ("Token-sharing and token-disjoint items, last checkpoint", pc.lexical_rows(run_dir)),
         ("Label precision of the lexicon against the pivot labels, per language",
          pc.label_precision_table(run_dir)),

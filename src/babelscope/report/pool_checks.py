@@ -22,7 +22,8 @@ def _last(df: pd.DataFrame) -> pd.DataFrame:
 
 def matching_table(run: Path) -> pd.DataFrame:
     """Each measure at the last checkpoint on unmatched and on matched pools (whole model
-    and every layer): value, null mean, p."""
+    and every layer): value, null mean, p, and the excess over the null (value - null
+    mean: the pools differ in positive rate, so raw values are on different scales)."""
     res = Path(run) / "results"
     a, u = res / "alignment.parquet", res / "alignment_unmatched.parquet"
     if not (a.exists() and u.exists()):
@@ -32,9 +33,24 @@ def matching_table(run: Path) -> pd.DataFrame:
     b = pd.read_parquet(u)[cols]
     t = b.merge(m, on=["layer", "measure"], suffixes=("_unmatched", "_matched"))
     t = t[t["measure"].isin(COMPARED)]
+    for k in ("unmatched", "matched"):
+        t[f"excess_{k}"] = t[f"value_{k}"] - t[f"null_mean_{k}"]
     order = {k: i for i, k in enumerate(COMPARED)}
     t = t.assign(_m=t["measure"].map(order), _l=t["layer"].map(lambda x: (x == "all", str(x))))
     return t.sort_values(["_m", "_l"]).drop(columns=["_m", "_l"]).reset_index(drop=True)
+
+
+def flagged_table(run: Path) -> pd.DataFrame:
+    """Whole model, last checkpoint: each measure without and with the concepts the shortcut
+    table flagged (which concepts are flagged depends on their experts' AP)."""
+    res = Path(run) / "results"
+    a, w = res / "alignment.parquet", res / "alignment_with_flagged.parquet"
+    if not (a.exists() and w.exists()):
+        return pd.DataFrame()
+    cols = ["layer", "measure", "value", "null_mean", "p_value", "n_concepts"]
+    m = _last(pd.read_parquet(a))[cols]
+    t = m.merge(pd.read_parquet(w)[cols], on=["layer", "measure"], suffixes=("_kept", "_all"))
+    return t[(t["layer"] == "all") & t["measure"].isin(COMPARED)].reset_index(drop=True)
 
 
 def shortcut_table(run: Path) -> pd.DataFrame:

@@ -142,6 +142,8 @@ def _pool_checks(run: Path) -> str:
          "`results/alignment.parquet`)", pc.matching_table(run), "{:.4f}"),
         ("Shortcuts per concept (`results/shortcuts.parquet`; medians over languages)",
          pc.shortcut_table(run), "{:.3f}"),
+        ("Whole model, last checkpoint, without and with the flagged concepts "
+         "(`results/alignment_with_flagged.parquet`)", pc.flagged_table(run), "{:.4f}"),
         ("Token-sharing and token-disjoint items, last checkpoint (`results/lexical_overlap.parquet`)",
          pc.lexical_rows(run), "{:.4f}"),
         ("Label precision per language (`data/label_precision.parquet`)",
