@@ -31,24 +31,19 @@ import torch
 
 
 def run(quick: bool = False) -> dict[str, float]:
-    import transformers as tf
 
     from babelscope.activations.cache import cache_size, cached_pooled
     from babelscope.activations.extract import _batches, _encode, extract_pooled
     from babelscope.activations.families import family_of
     from babelscope.analysis.experts import score_pool
-    from babelscope.bench.extraction import _texts, _tokenizer
+    from babelscope.bench.extraction import _gpt2, _texts, _tokenizer
     from babelscope.checkpoints.inspect import _pad_batch
     from babelscope.checkpoints.series import LoadedCheckpoint
 
     n_texts, repeats = (48, 1) if quick else (96, 2)
-    layers, width, heads = (2, 256, 4) if quick else (6, 768, 12)
     texts = _texts(n_texts)
     tok = _tokenizer(texts)
-    torch.manual_seed(0)
-    cfg = tf.GPT2Config(vocab_size=len(tok), n_positions=256, n_embd=width, n_layer=layers,
-                        n_head=heads, bos_token_id=0, eos_token_id=2, pad_token_id=1)  # fmt: skip
-    model = tf.GPT2LMHeadModel(cfg).eval()
+    model = _gpt2(tok, quick)
     loaded = LoadedCheckpoint(0, model, tok, family_of(model), "random")
     enc = _encode(tok, texts, None)
     n_tokens = sum(len(r) for r in enc.ids)

@@ -20,19 +20,29 @@ def _last(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["step"] == df["step"].max()]
 
 
+SIDE_COLUMNS = ["value", "null_mean", "p_value", "n_concepts"]
+
+
+def _beside_last(run: Path, other: str, suffixes: tuple[str, str]) -> pd.DataFrame:
+    """The compared measures of results/``other`` (suffix 0) merged with the last checkpoint
+    of alignment.parquet (suffix 1) per layer and measure; empty when either is missing."""
+    res = Path(run) / "results"
+    a, o = res / "alignment.parquet", res / other
+    if not (a.exists() and o.exists()):
+        return pd.DataFrame()
+    cols = ["layer", "measure", *SIDE_COLUMNS]
+    m = _last(pd.read_parquet(a))[cols]
+    t = pd.read_parquet(o)[cols].merge(m, on=["layer", "measure"], suffixes=suffixes)
+    return t[t["measure"].isin(COMPARED)]
+
+
 def matching_table(run: Path) -> pd.DataFrame:
     """Each measure at the last checkpoint on unmatched and on matched pools (whole model
     and every layer): value, null mean, p, and the excess over the null (value - null
     mean: the pools differ in positive rate, so raw values are on different scales)."""
-    res = Path(run) / "results"
-    a, u = res / "alignment.parquet", res / "alignment_unmatched.parquet"
-    if not (a.exists() and u.exists()):
-        return pd.DataFrame()
-    cols = ["layer", "measure", "value", "null_mean", "p_value", "n_concepts"]
-    m = _last(pd.read_parquet(a))[cols]
-    b = pd.read_parquet(u)[cols]
-    t = b.merge(m, on=["layer", "measure"], suffixes=("_unmatched", "_matched"))
-    t = t[t["measure"].isin(COMPARED)]
+    t = _beside_last(run, "alignment_unmatched.parquet", ("_unmatched", "_matched"))
+    if t.empty:
+        return t
     for k in ("unmatched", "matched"):
         t[f"excess_{k}"] = t[f"value_{k}"] - t[f"null_mean_{k}"]
     order = {k: i for i, k in enumerate(COMPARED)}
@@ -43,14 +53,11 @@ def matching_table(run: Path) -> pd.DataFrame:
 def flagged_table(run: Path) -> pd.DataFrame:
     """Whole model, last checkpoint: each measure without and with the concepts the shortcut
     table flagged (which concepts are flagged depends on their experts' AP)."""
-    res = Path(run) / "results"
-    a, w = res / "alignment.parquet", res / "alignment_with_flagged.parquet"
-    if not (a.exists() and w.exists()):
-        return pd.DataFrame()
-    cols = ["layer", "measure", "value", "null_mean", "p_value", "n_concepts"]
-    m = _last(pd.read_parquet(a))[cols]
-    t = m.merge(pd.read_parquet(w)[cols], on=["layer", "measure"], suffixes=("_kept", "_all"))
-    return t[(t["layer"] == "all") & t["measure"].isin(COMPARED)].reset_index(drop=True)
+    t = _beside_last(run, "alignment_with_flagged.parquet", ("_all", "_kept"))
+    if t.empty:
+        return t
+    cols = ["layer", "measure", *(f"{c}{k}" for k in ("_kept", "_all") for c in SIDE_COLUMNS)]
+    return t.loc[t["layer"] == "all", cols].reset_index(drop=True)
 
 
 def shortcut_table(run: Path) -> pd.DataFrame:
