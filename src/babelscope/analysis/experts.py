@@ -239,18 +239,10 @@ def score_pool(
     ``get_layer(layer)`` returns ``(n_sentences, width)``; layers are read one at a time.
     Returns ``{stat: (C, total units) float64}`` and the widths.
     """
-    from babelscope.analysis.average_precision import score_units
+    from babelscope.analysis.member_scores import score_members
 
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in STAT_NAMES}
-    widths = []
-    for layer in layers:
-        x = get_layer(layer)
-        res = score_units(x, labels, threads=threads)
-        widths.append(int(x.shape[1]))
-        for k in STAT_NAMES:
-            parts[k].append(getattr(res, k))
-        del x, res
-    return {k: np.concatenate(v, axis=1) for k, v in parts.items()}, widths
+    y = np.asarray(labels, dtype=bool)
+    return score_members(get_layer, layers, y, np.ones_like(y), threads=threads)
 
 
 def _pooled(

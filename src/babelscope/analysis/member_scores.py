@@ -114,7 +114,9 @@ def score_members(
         for idx, cols in groups:
             if len(idx) == 0:
                 continue
-            res = score_units(x[idx], y[np.ix_(idx, cols)], threads=threads)
+            whole = len(idx) == x.shape[0]  # every sentence a member: no copy of the layer
+            res = score_units(x if whole else x[idx], y[:, cols] if whole else y[np.ix_(idx, cols)],
+                              threads=threads)  # fmt: skip
             for k in stats:
                 out[k][cols] = getattr(res, k)
         widths.append(int(x.shape[1]))
