@@ -95,7 +95,7 @@ def test_lexical_correlation_detects_and_refutes():
     table = pd.DataFrame(rows)
     tied = table[["concept", "lang_a", "lang_b"]].assign(overlap=table["jaccard"] * 0.5 + 0.01)
     r = lexical_correlation(table, tied, n_perm=200)
-    assert r["rho"] > 0.99 and r["p_value"] < 0.01
+    assert r["rho"] > 0.99 and r["p_value"] < 0.01 and r["ci_lo"] > 0.9
     free = tied.assign(overlap=rng.random(len(tied)))
     r = lexical_correlation(table, free, n_perm=200)
-    assert abs(r["rho"]) < 0.3 and r["p_value"] > 0.05
+    assert abs(r["rho"]) < 0.3 and r["p_value"] > 0.05 and r["ci_lo"] < 0 < r["ci_hi"]

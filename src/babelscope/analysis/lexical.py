@@ -122,17 +122,20 @@ def lexical_correlation(
     measure: str = "overlap",
     n_perm: int = 1000,
     seed: int = 0,
+    n_boot: int = 500,
 ) -> dict[str, float]:
     """Spearman correlation, over (concept, language pair) items, between the lexical
     Jaccard and an alignment measure per item (``pairs``: concept, lang_a, lang_b,
-    ``measure``), with a permutation p-value (Jaccard shuffled within concepts, two-sided)."""
+    ``measure``), with a permutation p-value (Jaccard shuffled within concepts, two-sided)
+    and a 95 % bootstrap interval (concepts resampled, with their items)."""
     from scipy.stats import spearmanr
 
     from babelscope.analysis.stats import permutation_pvalue
 
     df = table.merge(pairs, on=["concept", "lang_a", "lang_b"]).dropna(subset=[measure])
     if len(df) < 3 or df["jaccard"].nunique() < 2 or df[measure].nunique() < 2:
-        return {"rho": float("nan"), "p_value": float("nan"), "n_items": int(len(df))}
+        nan = float("nan")
+        return {"rho": nan, "ci_lo": nan, "ci_hi": nan, "p_value": nan, "n_items": int(len(df))}
     rho = float(spearmanr(df["jaccard"], df[measure]).statistic)
     rng = np.random.default_rng(seed)
     x = df["jaccard"].to_numpy()
@@ -144,4 +147,12 @@ def lexical_correlation(
             xp[g] = x[rng.permutation(g)]
         null[r] = spearmanr(xp, df[measure]).statistic
     p = permutation_pvalue(abs(rho), np.abs(null))
-    return {"rho": rho, "p_value": float(p), "n_items": int(len(df))}
+    y = df[measure].to_numpy()
+    boot = []
+    for _ in range(n_boot):
+        idx = np.concatenate([groups[i] for i in rng.integers(0, len(groups), len(groups))])
+        if np.ptp(x[idx]) > 0 and np.ptp(y[idx]) > 0:
+            boot.append(spearmanr(x[idx], y[idx]).statistic)
+    lo, hi = np.percentile(boot, [2.5, 97.5]) if boot else (np.nan, np.nan)
+    return {"rho": rho, "ci_lo": float(lo), "ci_hi": float(hi), "p_value": float(p),
+            "n_items": int(len(df))}  # fmt: skip

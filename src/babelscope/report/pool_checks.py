@@ -153,7 +153,8 @@ def lexical_claims(run: Path) -> list[str]:
             out.append(
                 f"Spearman correlation between the lexical Jaccard of a concept's words and "
                 f"{r.measure} over {r.n_items} (concept, language pair) items: rho = {r.rho:.3f} "
-                f"(permutation p = {r.p_value:.3g}); {100 * r.share_shared:.0f} % of the items "
+                + (f"[{r.ci_lo:.3f}, {r.ci_hi:.3f}] " if hasattr(r, "ci_lo") else "")
+                + f"(permutation p = {r.p_value:.3g}); {100 * r.share_shared:.0f} % of the items "
                 f"share tokens (mean {r.mean_shared:.4f} there, {r.mean_disjoint:.4f} elsewhere)."
             )
     return out
